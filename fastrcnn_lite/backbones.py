@@ -1,0 +1,173 @@
+"""Backbones: the conv layers that turn an image into a feature map, and the fc6/fc7 layers.
+
+Data-flow stage: **backbone feature map** (and the fc layers the region features feed).
+R-CNN, SPPnet and Fast R-CNN all take the same :class:`Backbone` parts, so the course can
+compare them with one network.
+
+The paper's three transformations of an ImageNet network (section 2.2) happen here and in
+``fast_rcnn.py``: (1) the last max-pool is dropped from ``body`` (RoI pooling to ``pool_size``
+takes its place); (2) the last fc layer and the 1000-way softmax are dropped from ``fc``
+(the sibling ``cls_score`` / ``bbox_pred`` layers take their place); (3) the network is fed
+(images, RoIs) by ``FastRCNN``.
+
+Backbones:
+    * :func:`small_backbone` -- a 4-conv network, stride 8, trained from scratch on the embedded
+      dataset in minutes on two CPU cores (the course's default).
+    * :func:`alexnet_backbone` -- torchvision's AlexNet, the counterpart of the paper's CaffeNet
+      ("S"), stride 16, pool 6x6.
+    * :func:`vgg16_backbone` -- VGG16 ("L"), stride 16 (conv5_3), pool 7x7.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Backbone", "Normalize", "small_backbone", "alexnet_backbone", "vgg16_backbone", "freeze_below"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Normalize(nn.Module):
+    """Subtract the mean and divide by the std per channel: images in [0, 1] go straight in."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, images: Tensor) -> Tensor:  # (N, 3, H, W) -> (N, 3, H, W)
+        return (images - self.mean) / self.std
+
+
+@dataclass(eq=False)
+class Backbone:
+    """The parts of a classification network that a region-based detector reuses.
+
+    Attributes:
+        name: "small", "alexnet" or "vgg16".
+        body (nn.Module): images Tensor[N, 3, H, W] in [0, 1] -> Tensor[N, C, ~H/stride, ~W/stride].
+        fc (nn.Module): fc6 and fc7 with their ReLUs (and dropout): Tensor[K, C*h*w] -> Tensor[K, fc_dim].
+        out_channels: C.
+        stride: image pixels per feature cell (spatial_scale = 1 / stride): 16 for VGG16 conv5_3.
+        pool_size: (h, w) the fc6 layer expects: 7x7 for VGG16, 6x6 for AlexNet.
+        fc_dim: width of fc7's output (4096 for VGG16 and AlexNet).
+        input_size: R-CNN's warp size (224 for VGG16, 227 for CaffeNet); ``body`` maps an
+            ``input_size`` square to roughly ``pool_size`` cells.
+        layer_names: names of ``body``'s layers in order, for :func:`freeze_below`.
+    """
+
+    name: str
+    body: nn.Module
+    fc: nn.Module
+    out_channels: int
+    stride: int
+    pool_size: tuple[int, int]
+    fc_dim: int
+    input_size: int
+    layer_names: dict[str, int]
+
+
+def _load_local(model: nn.Module, path: str | Path) -> None:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Weights file not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+
+
+def small_backbone(width: int = 32, fc_dim: int = 256, pool_size: tuple[int, int] = (5, 5)) -> Backbone:
+    """A small VGG-style network for the embedded dataset (random init, trained from scratch).
+
+    body: 4 blocks of conv3x3 + BatchNorm + ReLU, max-pool after the first three -> stride 8;
+    channels ``width, 2 width, 4 width, 4 width``. fc: fc6 (C*h*w -> fc_dim), fc7 (fc_dim -> fc_dim).
+    """
+    c1, c2, c3 = width, 2 * width, 4 * width
+
+    def block(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+    layers = [Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))]
+    layers += block(3, c1) + [nn.MaxPool2d(2)]  # conv1, stride 2
+    layers += block(c1, c2) + [nn.MaxPool2d(2)]  # conv2, stride 4
+    layers += block(c2, c3) + [nn.MaxPool2d(2)]  # conv3, stride 8
+    layers += block(c3, c3)  # conv4, stride 8
+    body = nn.Sequential(*layers)
+    h, w = pool_size
+    fc = nn.Sequential(
+        nn.Linear(c3 * h * w, fc_dim), nn.ReLU(inplace=True),  # fc6
+        nn.Linear(fc_dim, fc_dim), nn.ReLU(inplace=True),  # fc7
+    )  # fmt: skip
+    names = {"conv1": 1, "conv2": 5, "conv3": 9, "conv4": 13}
+    return Backbone("small", body, fc, c3, 8, pool_size, fc_dim, 8 * h, names)
+
+
+def alexnet_backbone(weights: str | Path | None = None) -> Backbone:
+    """torchvision's AlexNet (CaffeNet's counterpart, the paper's model "S").
+
+    Args:
+        weights: None (random init), a torchvision weights name such as ``"IMAGENET1K_V1"``
+            (downloads on first use), or the path of a local state-dict file (offline machines).
+    """
+    from torchvision.models import alexnet
+
+    tv_weights = weights if isinstance(weights, str) and not Path(weights).suffix else None
+    model = alexnet(weights=tv_weights)
+    if weights is not None and tv_weights is None:
+        _load_local(model, weights)
+    body = nn.Sequential(Normalize(IMAGENET_MEAN, IMAGENET_STD), *list(model.features)[:-1])  # drop pool5
+    fc = nn.Sequential(*list(model.classifier)[:-1])  # drop fc8: dropout, fc6, relu, dropout, fc7, relu
+    names = {"conv1": 1, "conv2": 4, "conv3": 7, "conv4": 9, "conv5": 11}
+    return Backbone("alexnet", body, fc, 256, 16, (6, 6), 4096, 227, names)
+
+
+def vgg16_backbone(weights: str | Path | None = None) -> Backbone:
+    """torchvision's VGG16 (the paper's model "L"): conv5_3 at stride 16, RoI pool 7x7.
+
+    Args:
+        weights: None, a torchvision weights name (``"IMAGENET1K_V1"``), or a local state-dict path.
+    """
+    from torchvision.models import vgg16
+
+    tv_weights = weights if isinstance(weights, str) and not Path(weights).suffix else None
+    model = vgg16(weights=tv_weights)
+    if weights is not None and tv_weights is None:
+        _load_local(model, weights)
+    body = nn.Sequential(Normalize(IMAGENET_MEAN, IMAGENET_STD), *list(model.features)[:-1])  # drop pool5
+    fc = nn.Sequential(*list(model.classifier)[:-1])  # drop fc8: fc6, relu, dropout, fc7, relu, dropout
+    convs = [i + 1 for i, m in enumerate(model.features) if isinstance(m, nn.Conv2d)]  # +1: Normalize
+    stage_names = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
+                   "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"]  # fmt: skip
+    names = dict(zip(stage_names, convs))
+    return Backbone("vgg16", body, fc, 512, 16, (7, 7), 4096, 224, names)
+
+
+def freeze_below(backbone: Backbone, trainable_from: str) -> int:
+    """Freeze every ``body`` layer before the layer named ``trainable_from``.
+
+    The paper trains VGG16 from conv3_1 up (section 4.5). SPPnet freezes the whole body: pass
+    ``"fc6"``. BatchNorm layers in a frozen part are also put in eval mode by the caller's
+    ``train()`` not touching them (their parameters stop learning; statistics keep updating).
+
+    Returns:
+        the number of parameters frozen.
+    """
+    if trainable_from == "fc6":
+        first = len(backbone.body)
+    elif trainable_from in backbone.layer_names:
+        first = backbone.layer_names[trainable_from]
+    else:
+        raise ValueError(
+            f"trainable_from must be 'fc6' or one of {list(backbone.layer_names)} for the {backbone.name} "
+            f"backbone; got {trainable_from!r}."
+        )
+    frozen = 0
+    for i, layer in enumerate(backbone.body):
+        for p in layer.parameters():
+            p.requires_grad_(i >= first)
+            frozen += p.numel() if i < first else 0
+    return frozen

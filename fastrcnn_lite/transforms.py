@@ -1,0 +1,64 @@
+"""Image scales, flips and batching: what happens to an image before the backbone sees it.
+
+Data-flow stage: between **image** and **backbone feature map**. Fast R-CNN rescales each
+image so its shorter side is ``scale`` pixels (600 in the paper) with the longer side capped at
+``max_size`` (1000), flips training images horizontally with p = 0.5, and pads the N images of
+a mini-batch to one tensor. Boxes are transformed with their image, in continuous pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["scale_factor", "resize", "hflip", "batch_images"]
+
+
+def scale_factor(size: tuple[int, int], scale: int, max_size: int) -> float:
+    """The factor that makes the shorter side ``scale`` pixels, unless the longer side would pass ``max_size``.
+
+    Args:
+        size: (height, width) of the original image.
+    """
+    short, long = min(size), max(size)
+    factor = scale / short
+    if round(long * factor) > max_size:
+        factor = max_size / long
+    return factor
+
+
+def resize(image: Tensor, boxes: Tensor, factor: float) -> tuple[Tensor, Tensor]:
+    """Resize ``image`` (Tensor[3, H, W]) by ``factor`` (bilinear) and scale ``boxes`` (Tensor[G, 4]) with it."""
+    if image.dim() != 3:
+        raise ValueError(f"image must be Tensor[3, H, W]; got shape {tuple(image.shape)}.")
+    if factor == 1.0:
+        return image, boxes
+    h, w = image.shape[1:]
+    new_size = (max(1, round(h * factor)), max(1, round(w * factor)))
+    resized = F.interpolate(image[None], size=new_size, mode="bilinear", align_corners=False, antialias=factor < 1)[0]
+    # Scale boxes by the exact per-axis ratio so they stay aligned with the rounded image size.
+    ratio = boxes.new_tensor([new_size[1] / w, new_size[0] / h, new_size[1] / w, new_size[0] / h])
+    return resized, boxes * ratio
+
+
+def hflip(image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
+    """Mirror ``image`` (Tensor[3, H, W]) left-right and its ``boxes`` (Tensor[G, 4]) with it."""
+    width = image.shape[-1]
+    flipped = boxes[:, [2, 1, 0, 3]] * boxes.new_tensor([-1, 1, -1, 1]) + boxes.new_tensor([width, 0, width, 0])
+    return image.flip(-1), flipped
+
+
+def batch_images(images: list[Tensor]) -> Tensor:
+    """Pad N images of different sizes at the bottom/right with zeros into Tensor[N, 3, H_max, W_max].
+
+    Padding at the bottom/right keeps every box's pixel coordinates valid in the batch tensor.
+    """
+    if not images:
+        raise ValueError("batch_images needs at least one image.")
+    h = max(im.shape[1] for im in images)
+    w = max(im.shape[2] for im in images)
+    batch = images[0].new_zeros((len(images), 3, h, w))  # (N, 3, H_max, W_max)
+    for i, im in enumerate(images):
+        batch[i, :, : im.shape[1], : im.shape[2]] = im
+    return batch
