@@ -1,0 +1,57 @@
+"""fastrcnn_lite: R-CNN, SPPnet and Fast R-CNN built step by step, one module per stage.
+
+The data flow, and the module that implements each stage::
+
+    image ............................ voc.py (VOCDataset), embedded.py (the generated dataset),
+                                       download.py (real VOC), data.py (which one a Config means)
+      -> proposals ................... proposals.py (selective search, cached)
+      -> backbone feature map ........ backbones.py, transforms.py (scales, flips, batching)
+      -> region features ............. warp.py (R-CNN) | roi_pool.py (SPP and RoI pooling)
+      -> heads ....................... fast_rcnn.py (cls_score + bbox_pred) | svm.py (SVMs + ridge)
+      -> losses / detections ......... losses.py, sampling.py, detect.py (per-class NMS)
+      -> evaluation .................. evaluate.py (VOC AP, mAP)
+
+    the three systems ................ rcnn.py, sppnet.py, fast_rcnn.py (+ svd.py, train.py)
+    shared ........................... boxes.py (IoU, NMS, deltas), config.py, checkpoint.py, viz.py
+
+Shape letters used in every docstring and shape comment:
+
+    N  images in a batch              C  channels of a feature map
+    H x W  feature-map height x width  h x w  pooled (output) size of RoI pooling
+    G  ground-truth boxes in an image  P  proposals in an image
+    K  RoIs in a batch (or, where a docstring says so, the number of object classes)
+    D  detections in an image
+
+Boxes are ``(x1, y1, x2, y2)`` in continuous pixels (see ``boxes.py`` for the one place the VOC
+1-based convention is converted). Background is class 0; object classes are 1..K.
+"""
+
+from .boxes import (
+    batched_nms,
+    box_area,
+    box_iou,
+    boxes_to_rois,
+    clip_boxes_to_image,
+    decode_boxes,
+    encode_boxes,
+    nms,
+)
+from .config import Config, profile_from_env
+from .voc import VOC_CLASSES, VOCDataset
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "profile_from_env",
+    "VOCDataset",
+    "VOC_CLASSES",
+    "box_area",
+    "box_iou",
+    "nms",
+    "batched_nms",
+    "clip_boxes_to_image",
+    "encode_boxes",
+    "decode_boxes",
+    "boxes_to_rois",
+]

@@ -9,13 +9,16 @@ containers of them, never pickled code.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_save", "load_checkpoint"]
+__all__ = ["atomic_save", "load_checkpoint", "cache_path"]
 
 
 def atomic_save(obj: dict, path: str | Path) -> Path:
@@ -52,3 +55,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"Cannot read checkpoint {path} ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
             "The file is truncated or not a fastrcnn_lite checkpoint; delete it or resume from an earlier one."
         ) from e
+
+
+def cache_path(cfg, system: str, **extra) -> Path:
+    """Where a trained model (or another cached artefact) for ``cfg`` lives.
+
+    The file name carries a hash of the whole config plus ``extra`` (e.g. the dataset's size
+    or a notebook's iteration count), so a changed setting never silently loads a stale model:
+    ``<cache_dir>/<system>-<hash>.pt``.
+    """
+    from .config import resolve_path
+
+    fields = dataclasses.asdict(cfg) | {k: repr(v) for k, v in sorted(extra.items())}
+    fields.pop("device", None)  # the same model serves CPU and GPU
+    digest = hashlib.sha1(json.dumps(fields, sort_keys=True, default=repr).encode()).hexdigest()[:10]
+    return resolve_path(cfg.cache_dir) / f"{system}-{digest}.pt"

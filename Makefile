@@ -1,0 +1,55 @@
+# fastrcnn-lite: the commands the README promises.
+#   make course   set up .venv, generate the embedded dataset, run every notebook, write reports/
+#   make test     set up .venv, run the unit tests and every notebook under nbval (what CI runs)
+#   make lab      open JupyterLab on notebooks/
+#   make voc      the full PASCAL VOC 2007 run from the command line (download, train, evaluate; resumable)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900
+
+.PHONY: course test unit nbval lab data voc notebooks lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[tests]'
+	@touch $(STAMP)
+
+data: $(STAMP)
+	$(BIN)/python -m fastrcnn_lite.embedded --root data/embedded
+
+course: $(STAMP) data
+	$(BIN)/python tools/run_course.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests notebooks $(PYTEST_NBVAL)
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+nbval: $(STAMP)
+	$(BIN)/python -m pytest notebooks $(PYTEST_NBVAL)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+# Re-execute the committed notebooks in place (after changing package code they use).
+notebooks: $(STAMP) data
+	$(BIN)/python tools/execute_notebooks.py
+
+VOC_ROOT ?= data/voc
+VOC_OUT  ?= runs/voc07-vgg16
+voc: $(STAMP)
+	$(BIN)/python -m fastrcnn_lite.download --root $(VOC_ROOT) --year 2007
+	$(BIN)/python -m fastrcnn_lite.train --profile full --data-root $(VOC_ROOT) --year 2007 --split trainval \
+		--backbone vgg16 --weights IMAGENET1K_V1 --out $(VOC_OUT) --resume --eval
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check fastrcnn_lite tests tools
+
+clean:
+	rm -rf reports .pytest_cache
