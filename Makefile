@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900
 
-.PHONY: course test unit nbval lab data voc notebooks lint clean
+.PHONY: course test unit nbval lab data voc notebooks lint clean assignments
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,3 +53,7 @@ lint: $(STAMP)
 
 clean:
 	rm -rf reports .pytest_cache
+
+# Student versions of the notebooks (solution blocks removed) in assignments/.
+assignments: $(STAMP)
+	$(BIN)/python tools/make_assignments.py
