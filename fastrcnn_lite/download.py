@@ -1,0 +1,412 @@
+"""Download PASCAL VOC: resumable, md5-checked, extracted safely into a VOCdevkit tree.
+
+Data-flow stage: **image** (getting the data that :class:`~fastrcnn_lite.voc.VOCDataset`
+reads). Not part of the paper; the paper trains on VOC 2007 trainval and tests on VOC 2007
+test (section 4), and also uses VOC 2012 trainval (the "07+12" rows).
+
+What happens for each archive (URLs, file names and md5 sums come from torchvision's
+``torchvision.datasets.voc.DATASET_YEAR_DICT``, never re-typed here):
+
+1. If ``<root>/VOCdevkit/VOC<year>`` already holds the split (its list file and every image and
+   annotation it names), nothing is done.
+2. Else, if ``<root>/downloads/<file>`` exists and its md5 matches, it is extracted again.
+3. Else it is downloaded to ``<root>/downloads/<file>.part``. An existing ``.part`` file is
+   resumed with an HTTP ``Range: bytes=<size>-`` request; a server that ignores the range
+   (answers 200 with the whole file) makes the download restart from byte 0.
+4. The md5 of the finished ``.part`` is checked. Only a match renames it to ``<file>``; a
+   mismatch deletes the ``.part`` (so the next run downloads afresh) and raises ValueError.
+5. The tar archive is checked member by member (no absolute paths, no ``..``, no links that
+   leave the folder, no device files) and extracted into ``<root>`` with ``filter="data"``.
+
+Command line::
+
+    python -m fastrcnn_lite.download --root data/voc --year 2007   # trainval + test, ~900 MB
+    python -m fastrcnn_lite.download --root data/voc --year 2012   # trainval, ~2 GB
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import posixpath
+import re
+import sys
+import tarfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path, PurePosixPath
+
+from tqdm.auto import tqdm
+
+from .voc import voc_dir
+
+__all__ = [
+    "archive_for",
+    "split_present",
+    "md5sum",
+    "download_file",
+    "extract_archive",
+    "fetch_and_extract",
+    "download_voc",
+    "main",
+]
+
+# Which torchvision DATASET_YEAR_DICT entry holds each split.
+_ARCHIVE_KEYS = {
+    ("2007", "train"): "2007",
+    ("2007", "val"): "2007",
+    ("2007", "trainval"): "2007",
+    ("2007", "test"): "2007-test",
+    ("2012", "train"): "2012",
+    ("2012", "val"): "2012",
+    ("2012", "trainval"): "2012",
+}
+DEFAULT_IMAGE_SETS = {"2007": ("trainval", "test"), "2012": ("trainval",)}
+CHUNK_SIZE = 1 << 20  # bytes read per step of the download loop
+
+
+def archive_for(year: str, image_set: str) -> dict:
+    """The torchvision ``DATASET_YEAR_DICT`` entry (url, filename, md5, base_dir) of a split."""
+    from torchvision.datasets.voc import DATASET_YEAR_DICT  # imported late: it pulls in PIL etc.
+
+    key = _ARCHIVE_KEYS.get((str(year), image_set))
+    if key is None:
+        if str(year) == "2012" and image_set == "test":
+            hint = " VOC2012 test annotations are not public (the evaluation server scores them)."
+        else:
+            hint = ""
+        raise ValueError(
+            f"No VOC archive for year={year!r}, image_set={image_set!r}; supported: "
+            f"{sorted(_ARCHIVE_KEYS)}.{hint}"
+        )
+    return DATASET_YEAR_DICT[key]
+
+
+def split_present(root: str | Path, year: str, image_set: str) -> bool:
+    """True if ``<root>/VOCdevkit/VOC<year>`` has the split's list file and all its files.
+
+    Every id listed in ``ImageSets/Main/<image_set>.txt`` must have its ``JPEGImages/<id>.jpg``
+    and ``Annotations/<id>.xml``, so a half-finished extraction is not taken for a finished one.
+    """
+    folder = voc_dir(root, year)
+    split = folder / "ImageSets" / "Main" / f"{image_set}.txt"
+    if not split.is_file():
+        return False
+    ids = [line.strip() for line in split.read_text().splitlines() if line.strip()]
+    return bool(ids) and all(
+        (folder / "JPEGImages" / f"{i}.jpg").is_file()
+        and (folder / "Annotations" / f"{i}.xml").is_file()
+        for i in ids
+    )
+
+
+def md5sum(path: str | Path, chunk_size: int = CHUNK_SIZE) -> str:
+    """Hex md5 of a file, read in chunks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk_size), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _status(response) -> int:
+    """HTTP status of a urlopen response; ``file://`` responses have none and count as 200."""
+    status = getattr(response, "status", None)
+    if status is None and hasattr(response, "getcode"):
+        status = response.getcode()
+    return 200 if status is None else int(status)
+
+
+def _header(response, name: str) -> str | None:
+    headers = getattr(response, "headers", None)
+    return None if headers is None else headers.get(name)
+
+
+def download_file(
+    url: str,
+    dest: str | Path,
+    md5: str,
+    *,
+    urlopen: Callable = urllib.request.urlopen,
+    progress: bool = True,
+    timeout: float = 60.0,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Download ``url`` to ``dest`` through ``<dest>.part``, resuming, and check its md5.
+
+    Args:
+        url: http(s) or file URL.
+        dest: the final file; it appears only once its md5 matches.
+        md5: the expected hex md5.
+        urlopen: ``urlopen(request, timeout=...)`` returning a response with ``read(n)``,
+            ``status`` (200 full body, 206 partial) and ``headers``; ``urllib.request.urlopen`` by
+            default, a fake in the tests.
+        progress: show a tqdm bar.
+        log: where one-line messages go.
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        ValueError: the md5 of the downloaded file does not match (the ``.part`` is deleted).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    offset = part.stat().st_size if part.is_file() else 0
+    if offset:
+        log(f"resuming {dest.name} from byte {offset:,}")
+    for _attempt in range(2):  # a second try only after a 206 that starts at the wrong byte
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        request = urllib.request.Request(url, headers=headers)
+        try:
+            response = urlopen(request, timeout=timeout)
+        except urllib.error.HTTPError as e:
+            if e.code == 416 and offset:  # range starts at/after the end: .part is complete
+                e.close()
+                break
+            raise
+        with response:
+            status = _status(response)
+            if offset and status == 206:
+                match = re.match(r"bytes (\d+)-", _header(response, "Content-Range") or "")
+                if match and int(match.group(1)) != offset:
+                    log(
+                        f"server resumed {dest.name} at byte {match.group(1)}, not {offset}: restarting"
+                    )
+                    part.unlink()
+                    offset = 0
+                    continue
+                mode = "ab"
+            elif status in (200, 206):
+                if offset:
+                    log(f"server ignored the range request for {dest.name}: restarting from byte 0")
+                offset, mode = 0, "wb"
+            else:
+                raise ValueError(f"Unexpected HTTP status {status} while downloading {url}.")
+            length = _header(response, "Content-Length")
+            total = offset + int(length) if length and length.isdigit() else None
+            with (
+                open(part, mode) as f,
+                tqdm(
+                    total=total,
+                    initial=offset,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=dest.name,
+                    disable=not progress,
+                ) as bar,
+            ):
+                while block := response.read(CHUNK_SIZE):
+                    f.write(block)
+                    bar.update(len(block))
+        break
+    actual = md5sum(part)
+    if actual != md5:
+        size = part.stat().st_size
+        part.unlink()
+        raise ValueError(
+            f"Corrupt download {dest.name} from {url}: md5 {actual} ({size:,} bytes) but expected {md5}. "
+            f"Deleted {part} and did not extract it; run the command again to download it afresh."
+        )
+    os.replace(part, dest)
+    return dest
+
+
+def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
+    """Reject a tar member that could write outside the extraction folder."""
+    name = PurePosixPath(member.name)
+    bad = None
+    if (
+        name.is_absolute()
+        or member.name.startswith(("/", "\\"))
+        or re.match(r"^[A-Za-z]:", member.name)
+    ):
+        bad = "an absolute path"
+    elif ".." in name.parts:
+        bad = "a '..' component"
+    elif member.issym() or member.islnk():
+        target = PurePosixPath(member.linkname)
+        base = name.parent if member.issym() else PurePosixPath()
+        resolved = posixpath.normpath(str(base / target))
+        if target.is_absolute() or resolved == ".." or resolved.startswith("../"):
+            bad = f"a link to {member.linkname!r} outside the archive folder"
+    elif not (member.isfile() or member.isdir()):
+        bad = "a device or special file"
+    if bad:
+        raise ValueError(
+            f"Unsafe member {member.name!r} in {archive}: {bad}. Nothing was extracted; the archive "
+            "is not a genuine VOC tar (delete it and download again)."
+        )
+
+
+def extract_archive(archive: str | Path, root: str | Path) -> Path:
+    """Extract a tar archive into ``root`` after checking every member; returns ``root``.
+
+    Raises:
+        ValueError: a member with an absolute path, ``..``, a link leaving ``root`` or a device
+            file (checked before anything is written), or a file that is not a tar archive.
+    """
+    archive, root = Path(archive), Path(root)
+    try:
+        tar = tarfile.open(archive)
+    except tarfile.TarError as e:
+        raise ValueError(
+            f"{archive} is not a readable tar archive ({e}); delete it and download again."
+        ) from e
+    with tar:
+        members = tar.getmembers()
+        for member in members:
+            _check_member(member, archive)
+        root.mkdir(parents=True, exist_ok=True)
+        if not hasattr(tarfile, "data_filter"):  # Python < 3.10.12 / 3.11.4: members checked above
+            tar.extractall(root, members=members)
+            return root
+        try:
+            tar.extractall(root, members=members, filter="data")  # a second line of defence
+        except tarfile.FilterError as e:
+            raise ValueError(f"Unsafe member in {archive}: {e}. Extraction stopped.") from e
+    return root
+
+
+def fetch_and_extract(
+    url: str,
+    filename: str,
+    md5: str,
+    root: str | Path,
+    *,
+    urlopen: Callable = urllib.request.urlopen,
+    progress: bool = True,
+    keep_archive: bool = True,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Get ``<root>/downloads/<filename>`` (reusing a verified copy, else downloading) and extract it.
+
+    Returns:
+        the archive path (deleted after extraction when ``keep_archive`` is False).
+    """
+    root = Path(root)
+    archive = root / "downloads" / filename
+    if archive.is_file():
+        actual = md5sum(archive)
+        if actual == md5:
+            log(f"{filename}: found a verified copy at {archive}")
+        else:
+            log(
+                f"{filename}: {archive} has md5 {actual}, expected {md5}: deleting it and downloading again"
+            )
+            archive.unlink()
+    if not archive.is_file():
+        log(f"{filename}: downloading {url}")
+        download_file(url, archive, md5, urlopen=urlopen, progress=progress, log=log)
+        log(f"{filename}: md5 {md5} ok")
+    log(f"{filename}: extracting into {root}")
+    extract_archive(archive, root)
+    if not keep_archive:
+        archive.unlink()
+        log(f"{filename}: deleted the archive")
+    return archive
+
+
+def download_voc(
+    root: str | Path,
+    year: str = "2007",
+    image_sets: Sequence[str] | None = None,
+    *,
+    urlopen: Callable = urllib.request.urlopen,
+    progress: bool = True,
+    keep_archives: bool = True,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Make sure ``<root>/VOCdevkit/VOC<year>`` holds the requested splits.
+
+    Args:
+        root: folder that will hold ``VOCdevkit/`` and ``downloads/``.
+        year: ``"2007"`` or ``"2012"``.
+        image_sets: splits to get; default ``("trainval", "test")`` for 2007 and ``("trainval",)``
+            for 2012. ``train``/``val`` come with ``trainval`` (the same archive).
+        urlopen, progress, log: see :func:`download_file`.
+        keep_archives: keep the ``.tar`` files in ``<root>/downloads`` after extraction.
+
+    Returns:
+        ``<root>/VOCdevkit/VOC<year>``.
+    """
+    year = str(year)
+    if year not in DEFAULT_IMAGE_SETS:
+        raise ValueError(
+            f"year must be one of {sorted(DEFAULT_IMAGE_SETS)} (the VOC years the course uses); got {year!r}."
+        )
+    if isinstance(image_sets, str):
+        image_sets = (image_sets,)
+    image_sets = tuple(image_sets) if image_sets is not None else DEFAULT_IMAGE_SETS[year]
+    # Group the splits by archive (train, val and trainval share one), keeping the order asked.
+    archives: dict[str, tuple[dict, list[str]]] = {}
+    for image_set in image_sets:
+        entry = archive_for(year, image_set)
+        archives.setdefault(entry["filename"], (entry, []))[1].append(image_set)
+    root = Path(root)
+    for filename, (entry, wanted) in archives.items():
+        if all(split_present(root, year, s) for s in wanted):
+            log(
+                f"VOC{year} {'+'.join(wanted)}: already in {voc_dir(root, year)}, skipping {filename}"
+            )
+            continue
+        fetch_and_extract(
+            entry["url"],
+            filename,
+            entry["md5"],
+            root,
+            urlopen=urlopen,
+            progress=progress,
+            keep_archive=keep_archives,
+            log=log,
+        )
+        missing = [s for s in wanted if not split_present(root, year, s)]
+        if missing:
+            raise ValueError(
+                f"{filename} was extracted into {root} but VOC{year} split(s) {missing} are still "
+                f"incomplete under {voc_dir(root, year)}; expected the archive's {entry['base_dir']} tree."
+            )
+        log(f"VOC{year} {'+'.join(wanted)}: ready in {voc_dir(root, year)}")
+    return voc_dir(root, year)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fastrcnn_lite.download``: get PASCAL VOC 2007 or 2012."""
+    from .config import Config, resolve_path
+
+    parser = argparse.ArgumentParser(
+        prog="python -m fastrcnn_lite.download",
+        description="Download PASCAL VOC (md5-checked, resumable) into <root>/VOCdevkit/VOC<year>.",
+    )
+    parser.add_argument(
+        "--root",
+        help=f"folder for VOCdevkit/ and downloads/ (default: {Config().data_root} in the project folder)",
+    )
+    parser.add_argument("--year", choices=sorted(DEFAULT_IMAGE_SETS), default="2007")
+    parser.add_argument(
+        "--image-sets", nargs="+", help="default: trainval test (2007), trainval (2012)"
+    )
+    parser.add_argument(
+        "--delete-archives", action="store_true", help="delete the .tar files after extraction"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    root = Path(args.root) if args.root else resolve_path(Config().data_root)
+    folder = download_voc(
+        root,
+        args.year,
+        args.image_sets,
+        progress=not args.no_progress,
+        keep_archives=not args.delete_archives,
+    )
+    print(f"PASCAL VOC {args.year} is in {folder.resolve()}")
+    print(f"Load it with VOCDataset({str(root)!r}, year={args.year!r}, image_set='trainval').")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
