@@ -1,0 +1,317 @@
+"""Benchmarks, one subcommand each (timings are reported, never asserted in tests).
+
+    python -m fastrcnn_lite.bench roi_pool              # our RoI pooling vs torchvision's kernel
+    python -m fastrcnn_lite.bench roi_pool --quick      # small and fast (the notebook's version)
+    python -m fastrcnn_lite.bench detectors [ARGS...]   # fastrcnn_lite.bench_detectors.main(ARGS)
+
+Data-flow stage: region features (``roi_pool``, Fast R-CNN section 2.1; the paper's time
+breakdown gives roi_pool5 17 ms of VGG16's 320 ms per image). ``roi_pool`` times
+:func:`fastrcnn_lite.roi_pool.roi_pool` against ``torchvision.ops.roi_pool`` (and the slow
+teaching loop on a few RoIs) on the two Fast R-CNN workloads: training (N = 2 images, 128 RoIs)
+and testing (N = 1 image, 2000 RoIs), VGG16 conv5 maps (C = 512, 38 x 50 for a 600 x 800 image,
+spatial_scale 1/16), 7 x 7 bins. Its last line is
+``roi_pool fwd+bwd vs torchvision: train <x>x, test <y>x``.
+
+Shared machines: run from the command line, ``roi_pool`` sets ``OMP_WAIT_POLICY=PASSIVE``
+(unless you set OMP_WAIT_POLICY yourself) by re-executing itself. With the default active spin-wait,
+an OpenMP thread that another process has pushed off its core stalls every multi-threaded
+operator: on a 2-core machine with load 8 we measured a 10x slowdown of the (many-operator)
+vectorised RoI pooling and 1.3x of torchvision's (single-threaded) kernel. Both contenders run
+under the same policy; the header prints it and the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+
+import torch
+from torch import Tensor
+
+from .boxes import boxes_to_rois
+from .roi_pool import roi_pool, roi_pool_loop, roi_pool_workspace
+
+# The two workloads of the issue: VGG16 conv5 of a 600 x 800 image (stride 16 -> 38 x 50).
+WORKLOADS = {
+    "train": {"num_images": 2, "num_rois": 128},  # Fast R-CNN mini-batch: 2 images x 64 RoIs
+    "test": {"num_images": 1, "num_rois": 2000},  # ~2000 selective-search proposals per image
+}
+IMAGE_SIZE = (600, 800)  # (height, width) in pixels
+FEATURE_SIZE = (38, 50)  # ceil(600 / 16), ceil(800 / 16)
+CHANNELS = 512
+OUTPUT_SIZE = (7, 7)
+SPATIAL_SCALE = 1 / 16
+
+
+def proposal_like_boxes(
+    num: int, image_size: tuple[int, int] = IMAGE_SIZE, seed: int = 0
+) -> Tensor:
+    """Random boxes spread like selective-search proposals.
+
+    Sizes are log-uniform from 16 pixels to the whole image (many small boxes, some large),
+    aspect ratios log-uniform in [1/2, 2], centres uniform, clipped to the image.
+
+    Returns:
+        Tensor[num, 4]: (x1, y1, x2, y2) in pixels.
+    """
+    height, width = image_size
+    g = torch.Generator().manual_seed(seed)
+    side = torch.exp(
+        torch.empty(num).uniform_(math.log(16), math.log(min(height, width)), generator=g)
+    )
+    aspect = torch.exp(torch.empty(num).uniform_(-math.log(2), math.log(2), generator=g))
+    w = (side * aspect.sqrt()).clamp(max=width)  # (num,)
+    h = (side / aspect.sqrt()).clamp(max=height)
+    cx = w / 2 + torch.rand(num, generator=g) * (width - w)
+    cy = h / 2 + torch.rand(num, generator=g) * (height - h)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)  # (num, 4)
+
+
+def _median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1e3
+
+
+def _time_interleaved(
+    fns: dict[str, Callable[[], object]], repeats: int, device: torch.device
+) -> dict[str, list[float]]:
+    """Wall-clock seconds of each function, run in turn (A B C A B C ...) after one warm-up each.
+
+    Interleaving spreads background load evenly over the contenders.
+    """
+
+    def run(fn):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    for fn in fns.values():
+        run(fn)
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            samples[name].append(run(fn))
+    return samples
+
+
+def _fwd_bwd(pool, input: Tensor, rois: Tensor) -> Callable[[], None]:
+    def step():
+        out = pool(input, rois, OUTPUT_SIZE, SPATIAL_SCALE)
+        out.backward(torch.ones_like(out))
+        input.grad = None
+
+    return step
+
+
+def _cuda_peak_extra(pool, input: Tensor, rois: Tensor) -> int:
+    """Peak CUDA memory of one forward + backward beyond the input and the output."""
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    out = pool(input, rois, OUTPUT_SIZE, SPATIAL_SCALE)
+    out.backward(torch.ones_like(out))
+    input.grad = None
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base - 2 * out.numel() * out.element_size()
+
+
+def bench_roi_pool(
+    repeats: int = 7,
+    loop_rois: int = 4,
+    channels: int = CHANNELS,
+    device: str = "cpu",
+    threads: int | None = None,
+    print_fn=print,
+) -> dict[str, dict[str, float]]:
+    """Time roi_pool (ours), torchvision.ops.roi_pool and roi_pool_loop on both workloads.
+
+    Args:
+        repeats: timed runs per contender (median reported), interleaved.
+        loop_rois: RoIs the teaching loop runs on; its time is scaled to the full RoI count.
+        channels: C (512 for VGG16 conv5; fewer for a quick run).
+        device: "cpu" or "cuda".
+        threads: torch CPU threads for the run (restored afterwards); None keeps the current number.
+
+    Returns:
+        {workload: {"ours_fwd", "tv_fwd", "loop_fwd", "ours_fb", "tv_fb", "loop_fb",
+        "ratio_fwd", "ratio_fb", "ours_extra_bytes", "tv_extra_bytes", "exact"}}, times in ms.
+    """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _bench_roi_pool(repeats, loop_rois, channels, torch.device(device), print_fn)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _bench_roi_pool(repeats, loop_rois, channels, dev, print_fn):
+    import torchvision  # the reference kernel (C++/CUDA)
+
+    results = {}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print_fn(
+        f"roi_pool benchmark on {dev.type} ({torch.get_num_threads()} CPU threads, {os.cpu_count()} cores, "
+        f"load average {load:.1f}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}), "
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}; "
+        f"median wall-clock ms of {repeats} interleaved runs"
+    )
+    for name, spec in WORKLOADS.items():
+        N, K = spec["num_images"], spec["num_rois"]
+        g = torch.Generator().manual_seed(1)
+        features = torch.randn(N, channels, *FEATURE_SIZE, generator=g).to(dev)  # (N, C, H, W)
+        boxes_per_image = [proposal_like_boxes(K // N, seed=i).to(dev) for i in range(N)]
+        rois = boxes_to_rois(boxes_per_image)  # (K, 5)
+        x = features.clone().requires_grad_()
+
+        # Bitwise check of outputs and input gradients on this workload.
+        grad_out = torch.randn(K, channels, *OUTPUT_SIZE, generator=g).to(dev)
+        x_tv = features.clone().requires_grad_()
+        ours = roi_pool(x, rois, OUTPUT_SIZE, SPATIAL_SCALE)
+        ref = torchvision.ops.roi_pool(x_tv, rois, OUTPUT_SIZE, SPATIAL_SCALE)
+        ours.backward(grad_out)
+        ref.backward(grad_out)
+        exact = torch.equal(ours, ref) and torch.equal(x.grad, x_tv.grad)
+        x.grad = None
+        del ours, ref, x_tv, grad_out
+
+        few = rois[:: max(1, K // loop_rois)][:loop_rois]  # the loop runs on a subsample
+        scale = K / len(few)
+        fwd = _time_interleaved(
+            {
+                "ours": partial(roi_pool, features, rois, OUTPUT_SIZE, SPATIAL_SCALE),
+                "tv": partial(torchvision.ops.roi_pool, features, rois, OUTPUT_SIZE, SPATIAL_SCALE),
+            },
+            repeats,
+            dev,
+        )
+        fb = _time_interleaved(
+            {
+                "ours": _fwd_bwd(roi_pool, x, rois),
+                "tv": _fwd_bwd(torchvision.ops.roi_pool, x, rois),
+            },
+            repeats,
+            dev,
+        )
+        loop_fwd = _time_interleaved(
+            {"loop": partial(roi_pool_loop, features, few, OUTPUT_SIZE, SPATIAL_SCALE)}, 1, dev
+        )
+        loop_fb = _time_interleaved({"loop": _fwd_bwd(roi_pool_loop, x, few)}, 1, dev)
+
+        memory = roi_pool_workspace(features, rois, OUTPUT_SIZE, SPATIAL_SCALE)
+        ours_extra, tv_extra, memory_note = memory["extra"], memory["torchvision_extra"], "computed"
+        if dev.type == "cuda":
+            ours_extra = _cuda_peak_extra(roi_pool, x, rois)
+            tv_extra = _cuda_peak_extra(torchvision.ops.roi_pool, x, rois)
+            memory_note = "torch.cuda.max_memory_allocated"
+        r = {
+            "ours_fwd": _median_ms(fwd["ours"]),
+            "tv_fwd": _median_ms(fwd["tv"]),
+            "loop_fwd": _median_ms(loop_fwd["loop"]) * scale,
+            "ours_fb": _median_ms(fb["ours"]),
+            "tv_fb": _median_ms(fb["tv"]),
+            "loop_fb": _median_ms(loop_fb["loop"]) * scale,
+            "ours_extra_bytes": ours_extra,
+            "tv_extra_bytes": tv_extra,
+            "exact": exact,
+        }
+        r["ratio_fwd"] = r["ours_fwd"] / r["tv_fwd"]
+        r["ratio_fb"] = r["ours_fb"] / r["tv_fb"]
+        results[name] = r
+        mib = 2.0**-20
+        print_fn(
+            f"\n{name}: N={N}, C={channels}, {FEATURE_SIZE[0]}x{FEATURE_SIZE[1]} map, {K} RoIs, "
+            f"{OUTPUT_SIZE[0]}x{OUTPUT_SIZE[1]} bins, spatial_scale 1/16"
+        )
+        print_fn(f"  {'':34s}{'forward ms':>12s}{'fwd+bwd ms':>12s}")
+        print_fn(
+            f"  {'ours (fastrcnn_lite.roi_pool)':34s}{r['ours_fwd']:12.1f}{r['ours_fb']:12.1f}"
+        )
+        print_fn(f"  {'torchvision.ops.roi_pool':34s}{r['tv_fwd']:12.1f}{r['tv_fb']:12.1f}")
+        label = f"loop ({len(few)} of {K} RoIs, x{scale:g})"
+        print_fn(f"  {label:34s}{r['loop_fwd']:12.0f}{r['loop_fb']:12.0f}")
+        print_fn(f"  {'ours / torchvision':34s}{r['ratio_fwd']:11.2f}x{r['ratio_fb']:11.2f}x")
+        print_fn(
+            f"  outputs and input gradients bitwise equal to torchvision: {'yes' if exact else 'NO'}\n"
+            f"  peak extra memory ({memory_note}): ours {ours_extra * mib:.1f} MiB"
+            + (
+                f" (argmax {memory['argmax'] * mib:.1f}, input copy {memory['values'] * mib:.1f}, "
+                f"table block {memory['table'] * mib:.1f} = {memory['levels']} levels x "
+                f"{memory['block_channels']} channels, gather {memory['gather'] * mib:.1f})"
+                if dev.type != "cuda"
+                else ""
+            )
+            + f", torchvision {tv_extra * mib:.1f} MiB (its int32 argmax); output {memory['output'] * mib:.1f} MiB"
+        )
+    print_fn(
+        f"\nroi_pool fwd+bwd vs torchvision: train {results['train']['ratio_fb']:.2f}x, "
+        f"test {results['test']['ratio_fb']:.2f}x"
+    )
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["detectors"]:
+        # argparse.REMAINDER drops options that come first (`detectors --proposals 2000` fails),
+        # so everything after "detectors" goes to bench_detectors.main untouched.
+        from . import bench_detectors
+
+        return bench_detectors.main(argv[1:]) or 0
+    parser = argparse.ArgumentParser(
+        prog="python -m fastrcnn_lite.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("roi_pool", help="RoI pooling: ours vs torchvision vs the teaching loop")
+    p.add_argument("--repeats", type=int, default=7, help="timed runs per contender (median)")
+    p.add_argument(
+        "--threads", type=int, default=2, help="torch CPU threads (this machine has 2 cores)"
+    )
+    p.add_argument("--loop-rois", type=int, default=4, help="RoIs the slow loop version runs on")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run")
+    p.add_argument(
+        "--quick", action="store_true", help="C=64 and 3 runs: the notebook's small version"
+    )
+    d = sub.add_parser(
+        "detectors", help="detector timings (fastrcnn_lite.bench_detectors)", add_help=False
+    )
+    d.add_argument("args", nargs=argparse.REMAINDER, help="passed on to bench_detectors.main")
+    args = parser.parse_args(argv)
+
+    if args.command == "detectors":
+        try:
+            from . import bench_detectors  # imported lazily: it pulls in models and data
+        except ModuleNotFoundError as err:
+            if err.name != f"{__package__}.bench_detectors":
+                raise
+            parser.error("fastrcnn_lite.bench_detectors is not there yet; only `roi_pool` can run.")
+        return bench_detectors.main(args.args) or 0
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available here.")
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        bench_roi_pool(repeats=3, loop_rois=2, channels=64, device=args.device)
+    else:
+        bench_roi_pool(repeats=args.repeats, loop_rois=args.loop_rois, device=args.device)
+    return 0
+
+
+if __name__ == "__main__":
+    if (
+        sys.argv[1:2] == ["roi_pool"] and "OMP_WAIT_POLICY" not in os.environ
+    ):  # set before OpenMP starts
+        env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+        os.execve(sys.executable, [sys.executable, "-m", "fastrcnn_lite.bench", *sys.argv[1:]], env)
+    sys.exit(main())

@@ -1,0 +1,758 @@
+"""RoI max pooling and spatial pyramid pooling, from scratch in PyTorch tensor operations.
+
+Data-flow stage: backbone feature map -> **region features** (-> heads).
+Paper: Fast R-CNN section 2.1 (the RoI pooling layer) and section 2.3, eq. 4 (its backward);
+SPPnet (He et al., ECCV 2014) section 2.3, spatial pyramid pooling, of which RoI pooling is the
+one-level special case. Taught in ``notebooks/04_roi_pooling.ipynb``.
+
+What it computes (torchvision.ops.roi_pool's semantics, bit for bit)
+--------------------------------------------------------------------
+For an RoI ``(n, x1, y1, x2, y2)`` in image pixels and a feature map with ``spatial_scale``
+(1/16 for VGG16 conv5):
+
+1. Snap the corners to feature cells: ``round(x1 * spatial_scale)`` etc., where ``round`` is C's
+   ``std::round`` (halves away from zero: 2.5 -> 3, -2.5 -> -3), *not* ``torch.round``
+   (halves to even). The product is taken in the input's dtype (float32 for float32 features).
+2. The snapped RoI covers ``roi_w = max(x2 - x1 + 1, 1)`` cells (corners inclusive); a degenerate
+   box (x2 < x1) is forced to one cell wide, as torchvision does.
+3. Bin ``(i, j)`` of the ``h x w`` grid covers rows ``[floor(i * bin_h), ceil((i + 1) * bin_h))``
+   with ``bin_h = roi_h / h`` computed in the input's dtype, offset by the RoI's first row and
+   clipped to ``[0, H]`` (columns alike). Neighbouring bins can overlap by one cell; a bin can be
+   empty (RoI smaller than the grid, or outside the map).
+4. Each non-empty bin outputs the max of its cells per channel; an empty bin outputs 0. Values
+   that are NaN or ``<= -FLT_MAX`` never win (the reference kernel starts from ``-FLT_MAX`` and
+   compares with ``>``); a bin holding only those outputs ``-FLT_MAX`` and passes no gradient.
+5. Ties: the *first* maximum in row-major order wins (strict ``>`` in a row-major scan).
+6. Backward (eq. 4): each output sends its gradient to the cell that was its argmax; a cell that
+   is the argmax of several bins (of one RoI or of several) receives the sum, added in the order
+   (RoI, channel, bin row, bin column), so float sums match torchvision's CPU kernel exactly.
+
+How it is vectorised (no loop over RoIs or bins)
+------------------------------------------------
+Every (value, position) pair is packed into one int64 *key*: the high 32 bits are an integer
+with the same order as the float value (float32: its IEEE bits read as sign-magnitude, so
+-0.0 == +0.0; float64: its rank among the distinct values), the low 32 bits are
+``0xFFFFFFFF - position``. The max of keys is then the max value and, among equal values, the
+smallest position: exactly the row-major first maximum. A 2-D sparse table holds, for each
+level ``(ky, kx)``, the max key of every ``2**ky x 2**kx`` block of cells. An ``a x b`` bin
+with ``2**ky <= a < 2**(ky+1)`` and ``2**kx <= b < 2**(kx+1)`` is the union of four
+(overlapping) such blocks, so its max key is the max of four gathered keys (max is idempotent:
+the overlap does no harm). The low word of the winning key is the argmax position; the output is
+the input gathered there, and the backward (:class:`_BinMaxPool`) is a ``scatter_add_`` of the
+output gradients at those positions, in torchvision's order of additions.
+
+The table is built and queried one block of channels at a time (Python loops over channel
+blocks and chunks of RoIs, each fully vectorised; the backward scatters block by block too), so
+that it stays a few MiB: small enough for the cache, and for the allocator to reuse without
+page faults. :func:`roi_pool_workspace` reports the memory; the peak beyond the output is the
+int32 argmax (as torchvision's), a copy of the input, and about ``3 * _BLOCK_BYTES``.
+
+The same code runs on CUDA. There, as in torchvision's CUDA kernel, ``scatter_add_`` adds with
+atomics, so a cell that collects several gradients may differ in the last bit from run to run
+(integer-valued gradients, as in the tests, are exact in any order).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+from .boxes import boxes_to_rois
+
+__all__ = [
+    "roi_pool",
+    "RoIPool",
+    "spatial_pyramid_pool",
+    "SpatialPyramidPool",
+    "roi_pool_loop",
+    "roi_cells",
+    "roi_bin_edges",
+    "roi_pool_workspace",
+]
+
+FLT_MAX = 3.4028234663852886e38  # C's FLT_MAX: the reference kernel's starting value is -FLT_MAX
+_SIGN_MASK = 0x7FFFFFFF
+_ORD_NEG_FLT_MAX = -0x7F7FFFFF  # order integer of -FLT_MAX (float32 bits 0xFF7FFFFF)
+_ORD_POS_INF = 0x7F800000  # order integer of +inf; larger ones are NaNs
+_LOW_BITS = 0xFFFFFFFF
+_CANNOT_WIN = -(1 << 31)  # order integer of NaN and values <= -FLT_MAX: below everything
+_BLOCK_BYTES = 8 << 20  # table block and gather buffers: 8 MiB each (cache-sized, no page faults)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _output_size_pair(output_size) -> tuple[int, int]:
+    """``7`` or ``(7, 7)`` -> ``(7, 7)``; anything else raises."""
+    if isinstance(output_size, int) and not isinstance(output_size, bool):
+        size = (output_size, output_size)
+    elif (
+        isinstance(output_size, Sequence)
+        and len(output_size) == 2
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in output_size)
+    ):
+        size = (int(output_size[0]), int(output_size[1]))
+    else:
+        raise TypeError(
+            f"output_size must be an int or a pair of ints (h, w), e.g. 7 or (7, 7); got {output_size!r}."
+        )
+    if size[0] <= 0 or size[1] <= 0:
+        raise ValueError(f"output_size must be positive, e.g. (7, 7); got {size}.")
+    return size
+
+
+def _check_input(input: Tensor) -> None:
+    if not isinstance(input, Tensor):
+        raise TypeError(
+            f"input must be a Tensor[N, C, H, W] feature map; got {type(input).__name__}."
+        )
+    if input.dim() != 4:
+        hint = (
+            " For one image use input[None] to make it Tensor[1, C, H, W]."
+            if input.dim() == 3
+            else ""
+        )
+        raise ValueError(
+            f"input must be a 4-D Tensor[N, C, H, W]; got shape {tuple(input.shape)}.{hint}"
+        )
+    if input.dtype not in (torch.float32, torch.float64):
+        raise TypeError(
+            f"input must be float32 or float64 (as torchvision's CPU kernel); got dtype {input.dtype}. "
+            "Use input.float()."
+        )
+
+
+def _check_scale(spatial_scale) -> float:
+    if isinstance(spatial_scale, bool) or not isinstance(spatial_scale, (int, float)):
+        raise TypeError(
+            f"spatial_scale must be a number such as 1/16 (VGG16 conv5); got {spatial_scale!r}."
+        )
+    if not math.isfinite(spatial_scale) or spatial_scale <= 0:
+        raise ValueError(
+            f"spatial_scale must be a positive finite number such as 1/16; got {spatial_scale!r}."
+        )
+    return float(spatial_scale)
+
+
+def _as_rois(input: Tensor, boxes) -> Tensor:
+    """Validate ``boxes`` (Tensor[K, 5] or a list of per-image Tensor[L, 4]) and return Tensor[K, 5]."""
+    num_images = input.shape[0]
+    if isinstance(boxes, (list, tuple)):
+        if len(boxes) > num_images:
+            raise ValueError(
+                f"boxes has {len(boxes)} per-image entries but input holds {num_images} images; "
+                "pass one Tensor[L, 4] per image."
+            )
+        for i, b in enumerate(boxes):
+            if isinstance(b, Tensor) and b.device != input.device:
+                raise ValueError(
+                    f"boxes[{i}] is on {b.device} but input is on {input.device}; move it with .to(input.device)."
+                )
+        rois = boxes_to_rois(list(boxes))  # (K, 5)
+        if len(boxes) == 0 or rois.shape[0] == 0:
+            rois = rois.to(
+                device=input.device, dtype=input.dtype if rois.shape[0] == 0 else rois.dtype
+            )
+    elif isinstance(boxes, Tensor):
+        rois = boxes
+        if rois.dim() != 2 or rois.shape[1] != 5:
+            hint = ""
+            if rois.dim() == 2 and rois.shape[1] == 4:
+                hint = (
+                    " It has 4 columns: per-image boxes are expected as a list, one Tensor[L, 4] "
+                    "per image ([boxes] for one image), or use boxes_to_rois(list) to add the batch index."
+                )
+            raise ValueError(
+                f"boxes must be Tensor[K, 5] (batch_index, x1, y1, x2, y2) or a list of per-image Tensor[L, 4]; got shape {tuple(rois.shape)}.{hint}"
+            )
+    else:
+        raise TypeError(
+            f"boxes must be Tensor[K, 5] (batch_index, x1, y1, x2, y2) or a list of per-image Tensor[L, 4]; got {type(boxes).__name__}."
+        )
+    if not rois.is_floating_point():
+        raise TypeError(
+            f"boxes must be floating point like input ({input.dtype}); got dtype {rois.dtype}. Use boxes.to(input.dtype)."
+        )
+    if rois.dtype != input.dtype:
+        raise TypeError(
+            f"boxes and input must have the same dtype (the corner arithmetic runs in it); got boxes {rois.dtype} "
+            f"and input {input.dtype}. Use boxes.to(input.dtype)."
+        )
+    if rois.device != input.device:
+        raise ValueError(
+            f"boxes are on {rois.device} but input is on {input.device}; move them with .to(input.device)."
+        )
+    if rois.shape[0] > 0:
+        if not torch.isfinite(rois).all():
+            bad = int((~torch.isfinite(rois)).any(dim=1).nonzero()[0, 0])
+            raise ValueError(
+                f"boxes must have finite coordinates; row {bad} is {rois[bad].tolist()}."
+            )
+        index = rois[:, 0]
+        bad_rows = ((index != index.round()) | (index < 0) | (index >= num_images)).nonzero()
+        if len(bad_rows):
+            bad = int(bad_rows[0, 0])
+            raise ValueError(
+                f"batch index (column 0 of boxes) must be an integer in [0, {num_images}) for an input of "
+                f"{num_images} images; row {bad} has {rois[bad, 0].item()}."
+            )
+    return rois.detach()
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def _round_half_away_from_zero(v: Tensor) -> Tensor:
+    """C's ``std::round``: 2.5 -> 3, -2.5 -> -3 (``torch.round`` would give 2 and -2)."""
+    whole = torch.trunc(v)
+    frac = v - whole  # exact in floating point
+    return torch.where(frac.abs() >= 0.5, whole + torch.sign(v), whole)
+
+
+def roi_cells(rois: Tensor, spatial_scale: float) -> Tensor:
+    """Snap RoIs to feature cells: ``std::round(coordinate * spatial_scale)`` in the RoIs' dtype.
+
+    Args:
+        rois (Tensor[K, 5]): (batch_index, x1, y1, x2, y2) in image pixels.
+        spatial_scale (float): image pixels -> feature cells (1/16 for VGG16 conv5).
+
+    Returns:
+        Tensor[K, 4] int64: (x1, y1, x2, y2) feature cells, corners inclusive (not clipped).
+    """
+    scale = torch.tensor(
+        spatial_scale, dtype=rois.dtype, device=rois.device
+    )  # float32 for float32 rois
+    return _round_half_away_from_zero(rois[:, 1:] * scale).long()  # (K, 4)
+
+
+def roi_bin_edges(
+    rois: Tensor, output_size, spatial_scale: float, height: int, width: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Feature-cell extent of every bin of every RoI, with the reference kernel's float arithmetic.
+
+    Args:
+        rois (Tensor[K, 5]): (batch_index, x1, y1, x2, y2) in image pixels.
+        output_size ((h, w)): bins per RoI.
+        spatial_scale (float): image pixels -> feature cells (1/16 for VGG16 conv5).
+        height, width (int): the feature map's H x W (bins are clipped to it).
+
+    Returns:
+        batch_index (Tensor[K] int64), hstart, hend (Tensor[K, h] int64), wstart, wend
+        (Tensor[K, w] int64): bin (i, j) of RoI k covers rows ``hstart[k, i] <= y < hend[k, i]`` and
+        columns ``wstart[k, j] <= x < wend[k, j]``; it is empty when either range is.
+    """
+    h, w = _output_size_pair(output_size)
+    dtype = rois.dtype
+    x1, y1, x2, y2 = roi_cells(rois, spatial_scale).unbind(1)  # (K,) each, feature cells, inclusive
+    roi_h = (y2 - y1 + 1).clamp(min=1)  # (K,) degenerate boxes become 1 cell
+    roi_w = (x2 - x1 + 1).clamp(min=1)
+    bin_h = roi_h.to(dtype) / h  # (K,) in the input dtype, as the kernel does
+    bin_w = roi_w.to(dtype) / w
+    i = torch.arange(h, dtype=dtype, device=rois.device)
+    j = torch.arange(w, dtype=dtype, device=rois.device)
+    hstart = torch.floor(i * bin_h[:, None]).long() + y1[:, None]  # (K, h)
+    hend = torch.ceil((i + 1) * bin_h[:, None]).long() + y1[:, None]
+    wstart = torch.floor(j * bin_w[:, None]).long() + x1[:, None]  # (K, w)
+    wend = torch.ceil((j + 1) * bin_w[:, None]).long() + x1[:, None]
+    return (
+        rois[:, 0].long(),
+        hstart.clamp(0, height),
+        hend.clamp(0, height),
+        wstart.clamp(0, width),
+        wend.clamp(0, width),
+    )
+
+
+# ----------------------------------------------------------------------------- keys and table
+
+
+def _fill_keys(keys: Tensor, ordered: Tensor, low_row_pos: Tensor, channel_pos: Tensor) -> None:
+    """Write the level-0 keys of one channel block.
+
+    Args:
+        keys (Tensor[N*H*W, Cb] int64): destination, one row per feature cell.
+        ordered (Tensor[N, Cb, H*W] int32): order integers of the values.
+        low_row_pos (Tensor[N*H*W] int64): ``0xFFFFFFFF - (n*C*H*W + y*W + x)`` per cell.
+        channel_pos (Tensor[Cb] int64): ``c * H*W`` per channel.
+    """
+    # key = order * 2**32 + (0xFFFFFFFF - position): the max key holds the max value and,
+    # among equal values, the smallest position (the row-major first maximum).
+    N, width, plane = ordered.shape
+    keys = keys.view(N, plane, width)
+    torch.add(low_row_pos.view(N, plane, 1), ordered.transpose(1, 2), alpha=1 << 32, out=keys)
+    keys.sub_(channel_pos)  # (N, H*W, Cb)
+
+
+def _key(ordered: int, position: int) -> int:
+    """The int64 key of (order integer, position)."""
+    return ordered * (1 << 32) + (_LOW_BITS - position)
+
+
+def _build_levels(table: Tensor, shape: tuple[int, int, int], levels_y: int, levels_x: int) -> None:
+    """Fill levels (ky, kx) != (0, 0) of a sparse table of max keys in place.
+
+    Args:
+        table (Tensor[L * N*H*W + 1, Cb] int64): row ``((l * N + n) * H + y) * W + x`` holds the
+            max key of the ``2**ky x 2**kx`` block with top-left cell (y, x), ``l = ky * levels_x
+            + kx``; level 0 must be filled. Rows whose block sticks out of the map are never read.
+        shape: (N, H, W).
+    """
+    N, H, W = shape
+    rows, width = N * H * W, table.shape[1]
+    row_y = table[: levels_y * levels_x * rows].view(levels_y, levels_x * N, H, W, width)
+    for kx in range(1, levels_x):  # 1 x 2**kx blocks from two 1 x 2**(kx-1) blocks
+        s = 1 << (kx - 1)
+        if W > s:
+            prev = row_y[0, (kx - 1) * N : kx * N]  # (N, H, W, Cb)
+            cur = row_y[0, kx * N : (kx + 1) * N]
+            torch.maximum(prev[:, :, : W - s], prev[:, :, s:], out=cur[:, :, : W - s])
+    for ky in range(
+        1, levels_y
+    ):  # 2**ky x 2**kx blocks from two 2**(ky-1) x 2**kx blocks, all kx at once
+        s = 1 << (ky - 1)
+        if H > s:
+            prev, cur = row_y[ky - 1], row_y[ky]  # (levels_x * N, H, W, Cb)
+            torch.maximum(prev[:, : H - s], prev[:, s:], out=cur[:, : H - s])
+
+
+def _floor_log2(extent: Tensor, largest: int) -> Tensor:
+    """floor(log2(extent)) for integer extents 1..largest (0 for extent 0), by table lookup."""
+    lut = torch.tensor(
+        [max(e.bit_length() - 1, 0) for e in range(largest + 1)], device=extent.device
+    )
+    return lut[extent]
+
+
+def _levels_needed(hstart: Tensor, hend: Tensor, wstart: Tensor, wend: Tensor) -> tuple[int, int]:
+    """Number of table levels along y and x for the largest bin (1 when there is no bin)."""
+    if hstart.numel() == 0:
+        return 1, 1
+    tall = int((hend - hstart).max().clamp(min=1))
+    wide = int((wend - wstart).max().clamp(min=1))
+    return tall.bit_length(), wide.bit_length()
+
+
+def _corner_rows(batch_index, hstart, hend, wstart, wend, shape, levels_x, empty_row) -> Tensor:
+    """Table rows of the four blocks that cover each bin.
+
+    Args:
+        batch_index (Tensor[K]); hstart, hend, wstart, wend (Tensor[K, B]): bin extents.
+        shape: (N, H, W); empty_row: the table row that holds the empty-bin key.
+
+    Returns:
+        Tensor[4, K * B] int64: rows of the top-left, top-right, bottom-left and bottom-right
+        blocks; all four are ``empty_row`` for an empty bin.
+    """
+    N, H, W = shape
+    tall = hend - hstart  # (K, B)
+    wide = wend - wstart
+    empty = (tall <= 0) | (wide <= 0)
+    ky = _floor_log2(tall.clamp(min=0), H)
+    kx = _floor_log2(wide.clamp(min=0), W)
+    plane = ((ky * levels_x + kx) * N + batch_index[:, None]) * H  # (K, B)
+    top, bottom = hstart, hend - (1 << ky)
+    left, right = wstart, wend - (1 << kx)
+    rows = torch.stack(
+        [
+            (plane + top) * W + left,
+            (plane + top) * W + right,
+            (plane + bottom) * W + left,
+            (plane + bottom) * W + right,
+        ]
+    )  # (4, K, B)
+    return rows.masked_fill(empty[None], empty_row).flatten(1)  # (4, K*B)
+
+
+def _block_sizes(C: int, rows: int, num_levels: int, B: int) -> tuple[int, int]:
+    """Channels per table block and RoIs per gather chunk, so that each stays near _BLOCK_BYTES."""
+    channels = max(1, min(C, _BLOCK_BYTES // (8 * (num_levels * rows + 1))))
+    rois = max(1, _BLOCK_BYTES // (8 * max(B, 1) * channels))
+    return channels, rois
+
+
+# ----------------------------------------------------------------------------- autograd
+
+
+class _BinMaxPool(torch.autograd.Function):
+    """Max over rectangular bins of the feature map, with eq. 4's argmax routing as backward.
+
+    forward(input (Tensor[N, C, H, W]), batch_index (Tensor[K]), hstart, hend, wstart, wend
+    (Tensor[K, B])) -> Tensor[K, C, B].
+    """
+
+    @staticmethod
+    def forward(ctx, input, batch_index, hstart, hend, wstart, wend):
+        pooled, argmax, blocks = _bin_max(input.detach(), batch_index, hstart, hend, wstart, wend)
+        ctx.save_for_backward(argmax)
+        ctx.input_shape = tuple(input.shape)
+        ctx.blocks = blocks
+        return pooled  # (K, C, B)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_pooled):
+        (argmax,) = ctx.saved_tensors
+        N, C, H, W = ctx.input_shape
+        M = N * C * H * W
+        grad = grad_pooled.new_zeros(M + 2)  # slots M, M + 1 collect the gradient of "no argmax"
+        # Scatter-add every output gradient at its argmax. Per cell the additions come in
+        # (RoI, bin) order, as in torchvision's CPU kernel, so the float sums are the same. One
+        # block of channels (and chunk of RoIs) at a time, as in the forward: the cells hit
+        # fit in the cache, and the int64 copy of the indices that scatter_add_ needs is small.
+        block_c, block_k = ctx.blocks
+        for c0 in range(0, C, block_c):
+            for k0 in range(0, argmax.shape[0], block_k):
+                index = argmax[k0 : k0 + block_k, c0 : c0 + block_c].reshape(-1).long()
+                source = grad_pooled[k0 : k0 + block_k, c0 : c0 + block_c].reshape(-1)
+                grad.scatter_add_(0, index, source)
+        return grad[:M].view(N, C, H, W), None, None, None, None, None
+
+
+def _order_block(bits: Tensor) -> Tensor:
+    """Order integers of float32 values given as their int32 bits.
+
+    The IEEE bits read as sign-magnitude: same order as the floats, -0.0 == +0.0 (both 0).
+    Branch-free (``torch.where`` on large int tensors is much slower than plain bit ops).
+    """
+    sign = bits >> 31  # -1 for negative values, 0 otherwise
+    ordered = sign & _SIGN_MASK
+    ordered ^= bits  # negative: -1 - magnitude
+    ordered -= sign  # negative: -magnitude
+    return ordered
+
+
+def _rank_order(values: Tensor) -> Tensor:
+    """Order integers for dtypes other than float32: the rank among the distinct values (a sort)."""
+    valid = values > -FLT_MAX  # NaN compares False
+    cleaned = torch.where(valid, values, torch.zeros((), dtype=values.dtype, device=values.device))
+    ordered = torch.unique(cleaned, sorted=True, return_inverse=True)[1].to(
+        torch.int32
+    )  # -0.0 == +0.0
+    return ordered.masked_fill_(~valid, _CANNOT_WIN)
+
+
+def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend) -> tuple[Tensor, Tensor, int]:
+    """Max and row-major first argmax of every bin, for every channel.
+
+    Returns:
+        pooled (Tensor[K, C, B]): the max (0 for an empty bin, -FLT_MAX when no value could win).
+        argmax (Tensor[K, C, B] int32): ``((n * C + c) * H + y) * W + x`` of the winning cell, M
+        for an empty bin, M + 1 when no value could win; M = N*C*H*W.
+        blocks (int, int): channels per table block and RoIs per chunk (the backward reuses them).
+    """
+    N, C, H, W = input.shape
+    K, B = hstart.shape
+    rows, plane = N * H * W, H * W
+    M = rows * C
+    if M + 2 >= (1 << 31):
+        raise ValueError(f"roi_pool supports feature maps of fewer than 2**31 elements; got {M}.")
+    device = input.device
+    if K * C * B == 0:  # nothing to pool (K = 0)
+        return (
+            input.new_zeros(K, C, B),
+            torch.empty(K, C, B, dtype=torch.int32, device=device),
+            (1, 1),
+        )
+    values = input.new_empty(M + 2)  # the input, then 0 (slot M) and -FLT_MAX (slot M + 1)
+    values[:M].view(N, C, H, W).copy_(input)
+    values[M] = 0
+    values[M + 1] = -FLT_MAX
+    # NaN, -inf and -FLT_MAX can never win (min() propagates NaN, which compares False).
+    all_valid = bool(values[:M].min() > -FLT_MAX) if M else True
+    if input.dtype == torch.float32:
+        order = _order_block(values[:M].view(torch.int32))  # (M,)
+        if not all_valid:
+            order.masked_fill_((order <= _ORD_NEG_FLT_MAX) | (order > _ORD_POS_INF), _CANNOT_WIN)
+    else:
+        order = _rank_order(values[:M])
+    order = order.view(N, C, plane)
+    cell = torch.arange(rows, device=device, dtype=torch.int64)
+    low_row_pos = _LOW_BITS - ((cell // plane) * C * plane + cell % plane)  # (rows,)
+    channel_pos = torch.arange(C, device=device, dtype=torch.int64) * plane  # (C,)
+
+    levels_y, levels_x = _levels_needed(hstart, hend, wstart, wend)
+    num_levels = levels_y * levels_x
+    empty_row = num_levels * rows
+    corner = _corner_rows(batch_index, hstart, hend, wstart, wend, (N, H, W), levels_x, empty_row)
+    corner = corner.view(4, K, B)
+    block_c, block_k = _block_sizes(C, rows, num_levels, 4 * B)
+    table_buf = torch.empty((empty_row + 1) * block_c, dtype=torch.int64, device=device)
+    gather_buf = torch.empty(4 * min(K, block_k) * B * block_c, dtype=torch.int64, device=device)
+    best_buf = torch.empty(2 * min(K, block_k) * B * block_c, dtype=torch.int64, device=device)
+    argmax = torch.empty(K, C, B, dtype=torch.int32, device=device)
+    pooled = input.new_empty(K, C, B)
+    for c0 in range(0, C, block_c):  # channel blocks keep the table small (cache, no page faults)
+        c1 = min(c0 + block_c, C)
+        width = c1 - c0
+        table = table_buf[: (empty_row + 1) * width].view(empty_row + 1, width)
+        _fill_keys(table[:rows], order[:, c0:c1], low_row_pos, channel_pos[c0:c1])
+        if not all_valid:  # cells that can never win: below every key, slot M + 1 (-FLT_MAX)
+            invalid = (order[:, c0:c1] == _CANNOT_WIN).transpose(1, 2)  # (N, H*W, Cb)
+            table[:rows].view(N, plane, width).masked_fill_(invalid, _key(_CANNOT_WIN, M + 1))
+        table[empty_row] = _key(0, M)  # an empty bin: value 0 (slot M)
+        _build_levels(table, (N, H, W), levels_y, levels_x)
+        for k0 in range(0, K, block_k):  # chunks of RoIs bound the gather buffer
+            k1 = min(k0 + block_k, K)
+            n = (k1 - k0) * B
+            four = gather_buf[: 4 * n * width].view(4, n, width)
+            torch.index_select(table, 0, corner[:, k0:k1].reshape(-1), out=four.view(4 * n, width))
+            pair = best_buf[: 2 * n * width].view(2, n, width)
+            torch.maximum(four[:2], four[2:], out=pair)  # (2, b, Cb): top vs bottom blocks
+            best = pair[0]
+            torch.maximum(best, pair[1], out=best)  # (b, Cb) the max key of each bin
+            position = best.bitwise_and_(_LOW_BITS).neg_().add_(_LOW_BITS)  # decode, in place
+            # These positions lie in this block's planes (cache-resident): gather the values.
+            pooled[k0:k1, c0:c1] = values.take(position).view(k1 - k0, B, width).permute(0, 2, 1)
+            argmax[k0:k1, c0:c1] = position.view(k1 - k0, B, width).permute(0, 2, 1)  # (k, Cb, B)
+    return pooled, argmax, (block_c, block_k)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def roi_pool(input: Tensor, boxes, output_size, spatial_scale: float = 1.0) -> Tensor:
+    """RoI max pooling (Fast R-CNN section 2.1), bitwise equal to ``torchvision.ops.roi_pool``.
+
+    Args:
+        input (Tensor[N, C, H, W]): feature maps, float32 or float64.
+        boxes (Tensor[K, 5] or list of N Tensor[L, 4]): (batch_index, x1, y1, x2, y2) RoIs, or
+            per-image (x1, y1, x2, y2) boxes, in image pixels; same dtype and device as ``input``.
+            A degenerate box (x2 < x1 or y2 < y1) is pooled as a 1-cell-wide/high RoI starting
+            at x1 (y1), as torchvision does.
+        output_size (int or (h, w)): the pooled size, e.g. 7 for VGG16.
+        spatial_scale (float): image pixels -> feature cells (1/16 for VGG16 conv5).
+
+    Returns:
+        Tensor[K, C, h, w]: the pooled features; empty bins hold 0.
+    """
+    _check_input(input)
+    h, w = _output_size_pair(output_size)
+    spatial_scale = _check_scale(spatial_scale)
+    rois = _as_rois(input, boxes)  # (K, 5)
+    N, C, H, W = input.shape
+    batch_index, hstart, hend, wstart, wend = roi_bin_edges(rois, (h, w), spatial_scale, H, W)
+    K = rois.shape[0]
+    hstart = hstart[:, :, None].expand(K, h, w).reshape(K, h * w)  # (K, h*w), bins row-major
+    hend = hend[:, :, None].expand(K, h, w).reshape(K, h * w)
+    wstart = wstart[:, None, :].expand(K, h, w).reshape(K, h * w)
+    wend = wend[:, None, :].expand(K, h, w).reshape(K, h * w)
+    pooled = _BinMaxPool.apply(input, batch_index, hstart, hend, wstart, wend)  # (K, C, h*w)
+    return pooled.view(K, C, h, w)
+
+
+class RoIPool(nn.Module):
+    """RoI max pooling as a module (the "roi_pool5" layer); see :func:`roi_pool`.
+
+    Args:
+        output_size (int or (h, w)): pooled size, 7 for VGG16.
+        spatial_scale (float): image pixels -> feature cells, 1/16 for VGG16 conv5.
+    """
+
+    def __init__(self, output_size, spatial_scale: float):
+        super().__init__()
+        self.output_size = _output_size_pair(output_size)
+        self.spatial_scale = _check_scale(spatial_scale)
+
+    def forward(self, input: Tensor, boxes) -> Tensor:
+        """input (Tensor[N, C, H, W]), boxes (Tensor[K, 5] or list of Tensor[L, 4]) -> Tensor[K, C, h, w]."""
+        return roi_pool(input, boxes, self.output_size, self.spatial_scale)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"
+
+
+def _check_levels(levels) -> tuple[int, ...]:
+    if isinstance(levels, int) or not isinstance(levels, Sequence) or len(levels) == 0:
+        raise TypeError(
+            f"levels must be a non-empty sequence of grid sizes such as (6, 3, 2, 1); got {levels!r}."
+        )
+    for n in levels:
+        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+            raise ValueError(
+                f"levels must be positive ints such as (6, 3, 2, 1); got {tuple(levels)!r}."
+            )
+    return tuple(int(n) for n in levels)
+
+
+def spatial_pyramid_pool(
+    input: Tensor, boxes, levels=(6, 3, 2, 1), spatial_scale: float = 1.0
+) -> Tensor:
+    """Spatial pyramid pooling of each RoI's window (SPPnet section 2.3).
+
+    Each level ``n`` is an ``n x n`` RoI max-pool of the same window (with :func:`roi_pool`'s
+    conventions), flattened channel-major; the levels are concatenated in the given order. All
+    levels are pooled in one pass over one table, and share the same backward.
+
+    Args:
+        input (Tensor[N, C, H, W]): feature maps.
+        boxes (Tensor[K, 5] or list of N Tensor[L, 4]): RoIs in image pixels.
+        levels (sequence of int): grid sizes, SPPnet's (6, 3, 2, 1) by default.
+        spatial_scale (float): image pixels -> feature cells.
+
+    Returns:
+        Tensor[K, C * sum(n * n)]: equal to
+        ``torch.cat([roi_pool(input, boxes, n, spatial_scale).flatten(1) for n in levels], 1)``.
+    """
+    _check_input(input)
+    levels = _check_levels(levels)
+    spatial_scale = _check_scale(spatial_scale)
+    rois = _as_rois(input, boxes)  # (K, 5)
+    N, C, H, W = input.shape
+    K = rois.shape[0]
+    parts = {"hs": [], "he": [], "ws": [], "we": []}
+    for n in levels:
+        batch_index, hs, he, ws, we = roi_bin_edges(rois, (n, n), spatial_scale, H, W)
+        parts["hs"].append(hs[:, :, None].expand(K, n, n).reshape(K, n * n))
+        parts["he"].append(he[:, :, None].expand(K, n, n).reshape(K, n * n))
+        parts["ws"].append(ws[:, None, :].expand(K, n, n).reshape(K, n * n))
+        parts["we"].append(we[:, None, :].expand(K, n, n).reshape(K, n * n))
+    bins = [torch.cat(parts[key], dim=1) for key in ("hs", "he", "ws", "we")]  # (K, sum n*n) each
+    pooled = _BinMaxPool.apply(input, batch_index, *bins)  # (K, C, sum n*n)
+    pieces = pooled.split([n * n for n in levels], dim=2)  # (K, C, n*n) per level
+    return torch.cat([p.reshape(K, C * p.shape[2]) for p in pieces], dim=1)  # (K, C * sum n*n)
+
+
+class SpatialPyramidPool(nn.Module):
+    """Spatial pyramid pooling as a module (SPPnet's "spp5" layer); see :func:`spatial_pyramid_pool`."""
+
+    def __init__(self, levels=(6, 3, 2, 1), spatial_scale: float = 1.0):
+        super().__init__()
+        self.levels = _check_levels(levels)
+        self.spatial_scale = _check_scale(spatial_scale)
+
+    @property
+    def num_bins(self) -> int:
+        """Bins per channel, ``sum(n * n)`` (50 for (6, 3, 2, 1)): output width is C * num_bins."""
+        return sum(n * n for n in self.levels)
+
+    def forward(self, input: Tensor, boxes) -> Tensor:
+        """input (Tensor[N, C, H, W]), boxes -> Tensor[K, C * num_bins]."""
+        return spatial_pyramid_pool(input, boxes, self.levels, self.spatial_scale)
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}, spatial_scale={self.spatial_scale}"
+
+
+# ----------------------------------------------------------------------------- teaching version
+
+
+def _round_half_away(v) -> int:
+    """std::round of a float scalar, returned as a Python int (2.5 -> 3, -2.5 -> -3)."""
+    v = float(v)  # exact for float16/32/64 scalars
+    whole = math.trunc(v)
+    return whole + (1 if v > 0 else -1) * (abs(v - whole) >= 0.5)
+
+
+def roi_pool_loop(
+    input: Tensor, boxes, output_size, spatial_scale: float = 1.0, return_argmax: bool = False
+):
+    """RoI max pooling written as the paper describes it: a loop over RoIs and bins (slow).
+
+    Same arguments and result as :func:`roi_pool`, for teaching and for checking the fast
+    version. The scalar arithmetic runs in NumPy scalars of the input's dtype (float32 for
+    float32 features), exactly as the reference C++ kernel does; the gradient flows through
+    ordinary indexing, so autograd does eq. 4's routing.
+
+    Returns:
+        Tensor[K, C, h, w]; with ``return_argmax=True`` also Tensor[K, C, h, w] int64: the
+        argmax cell of each output as ``y * W + x`` in its image's plane (torchvision's
+        convention), -1 where nothing was pooled.
+    """
+    _check_input(input)
+    h, w = _output_size_pair(output_size)
+    spatial_scale = _check_scale(spatial_scale)
+    rois = _as_rois(input, boxes)
+    N, C, H, W = input.shape
+    real = {torch.float32: np.float32, torch.float64: np.float64}[input.dtype]
+    scale = real(spatial_scale)  # the kernel's T spatial_scale
+    corners = rois.cpu().numpy().astype(real)  # (K, 5)
+
+    outputs, argmaxes = [], []
+    for k in range(len(corners)):
+        n = int(corners[k, 0])
+        # 1. snap the corners to feature cells: std::round(x * spatial_scale), in dtype T
+        x1, y1, x2, y2 = (_round_half_away(corners[k, c] * scale) for c in range(1, 5))
+        # 2. the snapped RoI covers roi_h x roi_w cells, corners included (at least 1 x 1)
+        roi_h, roi_w = max(y2 - y1 + 1, 1), max(x2 - x1 + 1, 1)
+        bin_h, bin_w = real(roi_h) / real(h), real(roi_w) / real(w)  # float division in T
+        for i in range(h):
+            # 3. bin rows [floor(i * bin_h), ceil((i + 1) * bin_h)), shifted by y1, clipped to the map
+            hs = min(max(int(np.floor(real(i) * bin_h)) + y1, 0), H)
+            he = min(max(int(np.ceil(real(i + 1) * bin_h)) + y1, 0), H)
+            for j in range(w):
+                ws = min(max(int(np.floor(real(j) * bin_w)) + x1, 0), W)
+                we = min(max(int(np.ceil(real(j + 1) * bin_w)) + x1, 0), W)
+                if he <= hs or we <= ws:  # 4a. an empty bin outputs 0 and has no argmax
+                    outputs.append(input.new_zeros(C))
+                    argmaxes.append(torch.full((C,), -1, dtype=torch.long))
+                    continue
+                # 4b. max over the window, per channel; the first max in row-major order wins.
+                window = input[n, :, hs:he, ws:we].reshape(C, -1)  # (C, a*b), row-major
+                # NaN and values <= -FLT_MAX never win (the kernel starts at -FLT_MAX and uses >)
+                can_win = window > -FLT_MAX
+                best, where = window.detach().masked_fill(~can_win, -math.inf).max(dim=1)  # (C,)
+                valid = best > -FLT_MAX
+                value = window.gather(1, where[:, None])[:, 0]  # (C,), differentiable
+                outputs.append(torch.where(valid, value, torch.full_like(value, -FLT_MAX)))
+                cell = (hs + where // (we - ws)) * W + ws + where % (we - ws)  # (C,) y * W + x
+                argmaxes.append(torch.where(valid, cell, -1).cpu())
+    K = len(corners)
+    if K == 0:  # still connected to input, so that backward() gives a zero gradient
+        out = input.new_zeros(0, C, h, w) + input.reshape(-1)[:0].sum()
+        return (out, torch.zeros(0, C, h, w, dtype=torch.long)) if return_argmax else out
+    out = torch.stack(outputs).view(K, h, w, C).permute(0, 3, 1, 2).contiguous()  # (K, C, h, w)
+    if return_argmax:
+        return out, torch.stack(argmaxes).view(K, h, w, C).permute(0, 3, 1, 2).contiguous()
+    return out
+
+
+# ----------------------------------------------------------------------------- memory report
+
+
+def roi_pool_workspace(
+    input: Tensor, boxes, output_size, spatial_scale: float = 1.0
+) -> dict[str, int]:
+    """Bytes of the tensors :func:`roi_pool` allocates for one forward + backward (benchmark report).
+
+    Returns:
+        dict with ``values`` (the input copy plus two slots), ``table`` (one channel block of the
+        sparse table), ``gather`` (the four gathered keys, their maxima, the values; one chunk),
+        ``bins`` (per-bin geometry and corner rows), ``argmax`` (int32, kept for the backward),
+        ``backward`` (the gradient buffer, one int64 index and source chunk), ``extra`` (the peak beyond
+        the output: forward or backward, whichever is larger), ``output`` and, for reference,
+        ``torchvision_extra`` (its int32 argmax) and ``levels`` / ``block_channels`` (the table).
+    """
+    _check_input(input)
+    h, w = _output_size_pair(output_size)
+    rois = _as_rois(input, boxes)
+    N, C, H, W = input.shape
+    K, B = rois.shape[0], h * w
+    _, hs, he, ws, we = roi_bin_edges(rois, (h, w), _check_scale(spatial_scale), H, W)
+    hs, he = hs[:, :, None].expand(K, h, w), he[:, :, None].expand(K, h, w)
+    ws, we = ws[:, None, :].expand(K, h, w), we[:, None, :].expand(K, h, w)
+    levels_y, levels_x = _levels_needed(hs, he, ws, we)
+    rows = N * H * W
+    block_c, block_k = _block_sizes(C, rows, levels_y * levels_x, 4 * B)
+    item = input.element_size()
+    chunk = min(K, block_k) * B * block_c
+    sizes = {
+        "values": (rows * C + 2) * item,
+        "table": (levels_y * levels_x * rows + 1) * block_c * 8,
+        "gather": 6 * chunk * 8 + chunk * item,  # four keys, two pair maxima, gathered values
+        "bins": K * B * (4 + 4 + 4) * 8,
+        "argmax": K * C * B * 4,
+        "backward": (rows * C + 2) * item
+        + chunk * (8 + item),  # gradient buffer, index + source chunk
+    }
+    forward = sum(sizes[key] for key in ("values", "table", "gather", "bins", "argmax"))
+    sizes["extra"] = max(forward, sizes["argmax"] + sizes["backward"])  # peak beyond the output
+    sizes["output"] = K * C * B * item
+    sizes["torchvision_extra"] = K * C * B * 4
+    sizes["levels"] = levels_y * levels_x
+    sizes["block_channels"] = block_c
+    return sizes
