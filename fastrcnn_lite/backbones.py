@@ -142,7 +142,7 @@ def vgg16_backbone(weights: str | Path | None = None) -> Backbone:
     convs = [i + 1 for i, m in enumerate(model.features) if isinstance(m, nn.Conv2d)]  # +1: Normalize
     stage_names = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
                    "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"]  # fmt: skip
-    names = dict(zip(stage_names, convs))
+    names = dict(zip(stage_names, convs, strict=True))
     return Backbone("vgg16", body, fc, 512, 16, (7, 7), 4096, 224, names)
 
 

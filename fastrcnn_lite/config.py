@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-
 from pathlib import Path
 
 __all__ = ["Config", "PROFILES", "profile_from_env", "project_dir", "resolve_path"]

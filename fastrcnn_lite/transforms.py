@@ -8,7 +8,6 @@ a mini-batch to one tensor. Boxes are transformed with their image, in continuou
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
