@@ -37,6 +37,7 @@ from .boxes import (
     nms,
 )
 from .config import Config, profile_from_env
+from .roi_pool import RoIPool, SpatialPyramidPool, roi_pool, roi_pool_loop, spatial_pyramid_pool
 from .voc import VOC_CLASSES, VOCDataset
 
 __version__ = "0.1.0"
@@ -54,4 +55,9 @@ __all__ = [
     "encode_boxes",
     "decode_boxes",
     "boxes_to_rois",
+    "roi_pool",
+    "RoIPool",
+    "roi_pool_loop",
+    "spatial_pyramid_pool",
+    "SpatialPyramidPool",
 ]
