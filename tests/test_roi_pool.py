@@ -5,13 +5,15 @@ loop version, hand-worked cases, and gradcheck. Runs on every device present; th
 are skipped where there is no GPU.
 """
 
+import importlib
 import math
 
 import pytest
 import torch
 import torchvision
 
-from fastrcnn_lite import roi_pool as rp
+# The package re-exports the function roi_pool, which shadows the submodule's attribute name.
+rp = importlib.import_module("fastrcnn_lite.roi_pool")
 from fastrcnn_lite.bench import bench_roi_pool, main, proposal_like_boxes
 from fastrcnn_lite.boxes import boxes_to_rois
 from fastrcnn_lite.roi_pool import (
