@@ -12,8 +12,6 @@ import pytest
 import torch
 import torchvision
 
-# The package re-exports the function roi_pool, which shadows the submodule's attribute name.
-rp = importlib.import_module("fastrcnn_lite.roi_pool")
 from fastrcnn_lite.bench import bench_roi_pool, main, proposal_like_boxes
 from fastrcnn_lite.boxes import boxes_to_rois
 from fastrcnn_lite.roi_pool import (
@@ -25,6 +23,9 @@ from fastrcnn_lite.roi_pool import (
     roi_pool_workspace,
     spatial_pyramid_pool,
 )
+
+# The package re-exports the function roi_pool, which shadows the submodule's attribute name.
+rp = importlib.import_module("fastrcnn_lite.roi_pool")
 
 DEVICES = [
     "cpu",
