@@ -1,0 +1,528 @@
+"""R-CNN vs SPPnet vs Fast R-CNN in one run: mAP, train time, test time, speedup, disk.
+
+Data-flow stage: **evaluation** of the three complete systems (image -> proposals -> region
+features -> heads -> detections -> VOC mAP). Reproduces, at the course's scale, the paper's
+Table 4 (Fast R-CNN section 4.3, "Training and testing time"): the three detectors start from
+the *same* pre-trained network, train on the *same* images with the *same* proposals, and are
+timed and evaluated on the same test images::
+
+    load_datasets(cfg) + load_proposals(...)            one dataset, one set of proposals
+    pretrained_backbone(cfg)                            one starting network (not timed: shared)
+    load_or_train_rcnn / _sppnet / _fast_rcnn           each system's own training stages
+    truncated_svd(fast_rcnn)                            Fast R-CNN + SVD (section 3.1)
+    detect every test image with all four               interleaved, image by image
+    evaluate_detections(..., metric="07")               VOC07 11-point mAP
+
+Conventions of the measurements, as in the paper:
+
+* **Train time** is each system's own stages, measured when it was trained (a model loaded
+  from the cache keeps the time measured then): R-CNN = fine-tuning + features to disk + SVMs
+  + ridge; SPPnet = conv maps to disk + fc fine-tuning + SVMs + ridge; Fast R-CNN = its single
+  SGD stage. The shared pre-training is not counted (the paper's ImageNet training is not either).
+* **Test time per image** excludes the proposals (precomputed) and image decoding; it includes
+  everything from the decoded image to the final detections (resize, network, heads, box
+  decoding, per-class NMS). The four detectors run in turn on each image, so background load on
+  a shared machine spreads evenly over them.
+* **Disk** is the size of the training-feature cache each system writes (R-CNN: pool5 of every
+  box; SPPnet: the conv map of every image; Fast R-CNN: none).
+
+:func:`comparison_table` puts the paper's Table 4 (VGG16 on VOC07, ``fastrcnn_lite.paper``)
+next to the measurements; :func:`plot_comparison` draws them; :func:`save_report` writes
+``reports/comparison.json`` and ``reports/comparison.png`` for the summary page of ``make course``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .config import Config, resolve_path
+from .paper import TABLE4_VGG16
+
+__all__ = [
+    "SYSTEMS",
+    "PAPER_DISK",
+    "DISPLAY_THRESH",
+    "compare_detectors",
+    "add_speedups",
+    "comparison_table",
+    "plot_comparison",
+    "plot_side_by_side",
+    "save_report",
+    "format_markdown",
+    "format_seconds",
+    "format_bytes",
+]
+
+# The rows, in the paper's order (the keys of paper.TABLE4_VGG16).
+SYSTEMS = ("R-CNN", "SPPnet", "Fast R-CNN", "Fast R-CNN + SVD")
+
+# Disk used by the training-feature caches for VGG16 on VOC07 trainval (Fast R-CNN section 1.1).
+PAPER_DISK = {
+    "R-CNN": "hundreds of GB",
+    "SPPnet": "~20 GB",
+    "Fast R-CNN": "0",
+    "Fast R-CNN + SVD": "0",
+}
+
+# Score above which a detection is drawn in the pictures: SVM margins > 0 mean "this class";
+# Fast R-CNN's softmax probabilities > 0.5 mean "more likely this class than anything else".
+DISPLAY_THRESH = {"R-CNN": 0.0, "SPPnet": 0.0, "Fast R-CNN": 0.5, "Fast R-CNN + SVD": 0.5}
+
+
+# ----------------------------------------------------------------------------------------------
+# Formatting
+# ----------------------------------------------------------------------------------------------
+def format_seconds(seconds: float) -> str:
+    """A duration for a table: ``'0.0123 s'``, ``'4.56 s'``, ``'95 s'``, ``'12.3 min'``, ``'2.1 h'``."""
+    if seconds is None or not math.isfinite(seconds):
+        return "n/a"
+    if seconds < 0.1:
+        return f"{seconds:.4f} s"
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def format_bytes(num: int) -> str:
+    """A size for a table: ``'0'``, ``'512 B'``, ``'3.4 MB'``, ``'1.2 GB'`` (powers of 1000)."""
+    if num == 0:
+        return "0"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if num >= size:
+            return f"{num / size:.1f} {unit}"
+    return f"{num} B"
+
+
+# ----------------------------------------------------------------------------------------------
+# The measurements
+# ----------------------------------------------------------------------------------------------
+def add_speedups(systems: dict[str, dict]) -> dict[str, dict]:
+    """Set ``speedup`` = R-CNN's test seconds per image / each system's, in place; returns ``systems``.
+
+    Raises:
+        ValueError: no ``"R-CNN"`` entry, or a test time that is not a positive number.
+    """
+    if "R-CNN" not in systems:
+        raise ValueError(
+            f"speedups are relative to R-CNN, but systems has only {list(systems)}; include 'R-CNN'."
+        )
+    for name, s in systems.items():
+        seconds = s.get("test_seconds_per_image")
+        if not isinstance(seconds, (int, float)) or not seconds > 0:
+            raise ValueError(
+                f"systems[{name!r}]['test_seconds_per_image'] must be a positive number of seconds; got {seconds!r}."
+            )
+    reference = systems["R-CNN"]["test_seconds_per_image"]
+    for s in systems.values():
+        s["speedup"] = reference / s["test_seconds_per_image"]
+    return systems
+
+
+def _parameters(*parts) -> int:
+    """Numbers in the modules and tensors of a test-time detector."""
+    total = 0
+    for part in parts:
+        if isinstance(part, nn.Module):
+            total += sum(p.numel() for p in part.parameters())
+        elif isinstance(part, Tensor):
+            total += part.numel()
+    return total
+
+
+def _time_all(
+    detectors: dict[str, Callable[[Tensor, Tensor], dict]],
+    dataset,
+    proposals: Sequence[Tensor],
+    progress: bool,
+) -> tuple[dict[str, list[dict]], dict[str, float]]:
+    """Run every detector on every image, in turn per image; time each call.
+
+    Returns:
+        ({name: detections per image (CPU tensors)}, {name: mean seconds per image}).
+    """
+    detections = {name: [] for name in detectors}
+    seconds = {name: 0.0 for name in detectors}
+    with torch.inference_mode():
+        for i in tqdm(range(len(dataset)), desc="detect (4 systems)", disable=not progress):
+            image = dataset.load_image(i)  # decoding is not timed
+            props = proposals[i].float()
+            for name, detect_image in detectors.items():
+                start = time.perf_counter()
+                det = detect_image(image, props)
+                seconds[name] += time.perf_counter() - start
+                detections[name].append({k: v.detach().cpu() for k, v in det.items()})
+    n = max(len(dataset), 1)
+    return detections, {name: s / n for name, s in seconds.items()}
+
+
+class _Subset:
+    """The first ``n`` images of a VOCDataset (same interface, for a quick look)."""
+
+    def __init__(self, dataset, n: int):
+        self.dataset, self.n = dataset, min(n, len(dataset))
+        self.classes, self.ids = dataset.classes, dataset.ids[: self.n]
+        self.root, self.image_set = dataset.root, dataset.image_set
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        return self.dataset[i]
+
+    def load_image(self, i: int) -> Tensor:
+        return self.dataset.load_image(i)
+
+    def load_target(self, i: int) -> dict:
+        return self.dataset.load_target(i)
+
+
+def compare_detectors(cfg: Config, progress: bool = True, test_images: int | None = None) -> dict:
+    """Train (or load) R-CNN, SPPnet and Fast R-CNN on the same data, then time and evaluate them.
+
+    Every system starts from :func:`~fastrcnn_lite.pretrain.pretrained_backbone` and uses the
+    proposals of :func:`~fastrcnn_lite.proposals.load_proposals`; trained models come from the
+    model cache when an earlier notebook trained them with the same config (the default
+    arguments of ``load_or_train_rcnn``, ``load_or_train_sppnet``, ``load_or_train_fast_rcnn``),
+    otherwise they are trained here and cached.
+
+    Args:
+        cfg: the profile (``Config.embedded()`` or ``Config()``); ``cfg.svd_rank_fc6`` /
+            ``cfg.svd_rank_fc7`` for the SVD variant, ``cfg.test_scales`` for test.
+        progress: progress bars and one line per model loaded or trained.
+        test_images: evaluate on the first this many test images only (None: all).
+
+    Returns:
+        dict with
+        ``systems``: {name: {``map``, ``ap`` ({class: AP}), ``train_seconds``,
+        ``test_seconds_per_image``, ``speedup``, ``cache_bytes``, ``parameters``,
+        ``from_cache``, ``train_stages`` ({stage: seconds})}} for the names in :data:`SYSTEMS`;
+        ``setting``: {``dataset``, ``backbone``, ``num_train_images``, ``num_test_images``,
+        ``proposals_per_image`` (mean over test images), ``threads``, ``device``,
+        ``test_scales``};
+        ``detections``: {name: list of {boxes, scores, labels} per test image};
+        ``targets``: the test annotations; ``test_ds``; ``test_proposals``;
+        ``models``: {name: the detector object}.
+    """
+    from .data import load_datasets
+    from .evaluate import evaluate_detections
+    from .fast_rcnn import max_size_for, resolve_device
+    from .proposals import load_proposals
+    from .rcnn import load_or_train_rcnn
+    from .sppnet import load_or_train_sppnet
+    from .svd import truncated_svd
+    from .train import load_or_train_fast_rcnn
+
+    if not isinstance(cfg, Config):
+        raise TypeError(
+            f"cfg must be a fastrcnn_lite.config.Config; got {type(cfg).__name__}. Try Config.embedded()."
+        )
+    embedded = resolve_path(cfg.data_root) == resolve_path(Config.embedded().data_root)
+    train_ds, test_ds = load_datasets(cfg)
+    train_props = load_proposals(train_ds, cfg, progress=progress)
+    test_props = load_proposals(test_ds, cfg, progress=progress)
+    if test_images is not None:
+        test_ds, test_props = _Subset(test_ds, test_images), test_props[:test_images]
+
+    def say(message: str) -> None:
+        if progress:
+            print(message, flush=True)
+
+    rcnn = load_or_train_rcnn(cfg, train_ds, train_props, progress=progress)
+    say(f"R-CNN {'loaded from the cache' if rcnn.info.get('loaded') else 'trained'} "
+        f"(train time {format_seconds(rcnn.train_seconds)})")  # fmt: skip
+    spp = load_or_train_sppnet(cfg, train_ds, train_props, progress=progress)
+    say(f"SPPnet {'loaded from the cache' if spp.info.get('loaded') else 'trained'} "
+        f"(train time {format_seconds(spp.train_seconds)})")  # fmt: skip
+    fast, fast_info = load_or_train_fast_rcnn(cfg, train_ds, train_props, progress=progress)
+    fast.eval()
+    start = time.perf_counter()
+    fast_svd = truncated_svd(fast, cfg.svd_rank_fc6, cfg.svd_rank_fc7)
+    svd_seconds = time.perf_counter() - start
+    for module in (rcnn.backbone.body, rcnn.backbone.fc, spp.backbone.body, spp.fc):
+        module.eval()
+
+    device = resolve_device(cfg)
+    scales = tuple(cfg.test_scales)
+    max_size = max_size_for(cfg, scales)
+
+    def fast_detector(model):
+        def detect_image(image: Tensor, props: Tensor) -> dict:
+            return model.detect_image(
+                image.to(device), props.to(device), scales, max_size, cfg.pyramid_target_area
+            )
+
+        return detect_image
+
+    detectors = {
+        "R-CNN": rcnn.detect_image,
+        "SPPnet": spp.detect_image,
+        "Fast R-CNN": fast_detector(fast),
+        "Fast R-CNN + SVD": fast_detector(fast_svd),
+    }
+    detections, seconds = _time_all(detectors, test_ds, test_props, progress)
+    targets = [test_ds.load_target(i) for i in range(len(test_ds))]
+    evaluations = {
+        name: evaluate_detections(dets, targets, test_ds.classes, metric="07")
+        for name, dets in detections.items()
+    }
+
+    rcnn_params = _parameters(rcnn.backbone.body, rcnn.backbone.fc, rcnn.svms.weight, rcnn.svms.bias,
+                              rcnn.box_regressors.weight, rcnn.box_regressors.bias)  # fmt: skip
+    spp_params = _parameters(spp.backbone.body, spp.fc, spp.svms.weight, spp.svms.bias,
+                             spp.box_regressors.weight, spp.box_regressors.bias)  # fmt: skip
+    stage_names = ("finetune_seconds", "features_seconds", "svm_seconds", "ridge_seconds")
+    systems = {
+        "R-CNN": {
+            "train_seconds": rcnn.train_seconds, "cache_bytes": rcnn.cache_bytes, "parameters": rcnn_params,
+            "from_cache": bool(rcnn.info.get("loaded")),
+            "train_stages": {k: float(rcnn.info[k]) for k in stage_names if k in rcnn.info},
+        },
+        "SPPnet": {
+            "train_seconds": spp.train_seconds, "cache_bytes": spp.cache_bytes, "parameters": spp_params,
+            "from_cache": bool(spp.info.get("loaded")),
+            "train_stages": {k: float(spp.info[k]) for k in stage_names if k in spp.info},
+        },
+        "Fast R-CNN": {
+            "train_seconds": float(fast_info["train_seconds"]), "cache_bytes": 0,
+            "parameters": _parameters(fast), "from_cache": bool(fast_info.get("from_cache")),
+            "train_stages": {"sgd_seconds": float(fast_info["train_seconds"])},
+        },
+        "Fast R-CNN + SVD": {
+            "train_seconds": float(fast_info["train_seconds"]) + svd_seconds, "cache_bytes": 0,
+            "parameters": _parameters(fast_svd), "from_cache": bool(fast_info.get("from_cache")),
+            "train_stages": {"sgd_seconds": float(fast_info["train_seconds"]), "svd_seconds": svd_seconds},
+        },
+    }  # fmt: skip
+    for name, s in systems.items():
+        s["map"] = float(evaluations[name]["map"])
+        s["ap"] = {k: float(v) for k, v in evaluations[name]["ap"].items()}
+        s["test_seconds_per_image"] = seconds[name]
+    add_speedups(systems)
+    setting = {
+        "dataset": "embedded" if embedded else f"VOC{cfg.year} {cfg.test_set}",
+        "backbone": cfg.backbone,
+        "num_train_images": len(train_ds),
+        "num_test_images": len(test_ds),
+        "proposals_per_image": sum(len(p) for p in test_props) / max(len(test_props), 1),
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "test_scales": list(scales),
+    }
+    return {
+        "systems": systems,
+        "setting": setting,
+        "detections": detections,
+        "targets": targets,
+        "test_ds": test_ds,
+        "test_proposals": test_props,
+        "models": {"R-CNN": rcnn, "SPPnet": spp, "Fast R-CNN": fast, "Fast R-CNN + SVD": fast_svd},
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Table, figures, report
+# ----------------------------------------------------------------------------------------------
+def _check_result(result: dict) -> dict:
+    if not isinstance(result, dict) or "systems" not in result:
+        raise ValueError(
+            "result must be the dict compare_detectors returns (with a 'systems' entry); "
+            f"got {type(result).__name__}{' with keys ' + str(list(result)) if isinstance(result, dict) else ''}."
+        )
+    systems = result["systems"]
+    missing = [name for name in SYSTEMS if name not in systems]
+    if missing:
+        raise ValueError(
+            f"result['systems'] lacks {missing}; expected one entry for each of {list(SYSTEMS)}."
+        )
+    return systems
+
+
+def comparison_table(result: dict) -> list[dict[str, str]]:
+    """One row per system: our measurements with the paper's Table 4 (VGG16, VOC07) beside them.
+
+    The speedup is recomputed from the test times (R-CNN's / the system's). Values are
+    formatted strings, ready for Markdown/HTML and ``reports/comparison.json``; the paper's
+    train times are hours on one GPU, ours are seconds on this machine.
+
+    Returns:
+        list of dicts with the columns ``system``, ``mAP``, ``paper mAP``, ``train time``,
+        ``paper train``, ``test / image``, ``paper test / image``, ``speedup``,
+        ``paper speedup``, ``feature cache``, ``paper cache``, ``parameters``.
+    """
+    systems = _check_result(result)
+    reference = systems["R-CNN"]["test_seconds_per_image"]
+    rows = []
+    for name in SYSTEMS:
+        s, paper = systems[name], TABLE4_VGG16[name]
+        rows.append({
+            "system": name,
+            "mAP": f"{s['map']:.3f}",
+            "paper mAP": f"{paper['map'] / 100:.3f}",
+            "train time": format_seconds(s["train_seconds"]),
+            "paper train": f"{paper['train_hours']:g} h",
+            "test / image": format_seconds(s["test_seconds_per_image"]),
+            "paper test / image": f"{paper['test_seconds_per_image']:g} s",
+            "speedup": f"{reference / s['test_seconds_per_image']:.1f}x",
+            "paper speedup": f"{paper['speedup']:g}x",
+            "feature cache": format_bytes(int(s["cache_bytes"])),
+            "paper cache": PAPER_DISK[name],
+            "parameters": f"{s['parameters'] / 1e6:.2f} M",
+        })  # fmt: skip
+    return rows
+
+
+def format_markdown(rows: list[dict[str, str]]) -> str:
+    """The rows of :func:`comparison_table` as a Markdown table (for printing in a notebook)."""
+    cols = list(rows[0])
+    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in cols]
+
+    def line(values: list[str]) -> str:
+        return "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)) + " |"
+
+    return "\n".join(
+        [line(cols), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+        + [line([r[c] for c in cols]) for r in rows]
+    )
+
+
+def _note(result: dict) -> str:
+    setting = result.get("setting", {})
+    parts = []
+    if setting:
+        parts.append(
+            f"Our run: {setting.get('dataset', '?')} data, {setting.get('backbone', '?')} backbone, "
+            f"{setting.get('num_train_images', '?')} train / {setting.get('num_test_images', '?')} test images, "
+            f"~{setting.get('proposals_per_image', float('nan')):.0f} proposals per image, "
+            f"{setting.get('device', 'cpu')} ({setting.get('threads', '?')} threads)."
+        )
+    parts.append(
+        "Train time: each system's own stages (shared pre-training excluded); test time excludes proposals. "
+        "Paper: Table 4, VGG16 on VOC07 (GPU)."
+    )
+    return " ".join(parts)
+
+
+def plot_comparison(result: dict, figsize: tuple[float, float] = (13, 3.6)):
+    """Bar charts, ours next to the paper's: mAP, test time per image (log), speedup (log), train time.
+
+    Train time is shown relative to Fast R-CNN's (ours in seconds on a CPU, the paper's in hours
+    on a GPU: only the ratios compare).
+
+    Returns:
+        the matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    systems = _check_result(result)
+    x = np.arange(len(SYSTEMS))
+    width = 0.38
+    labels = [name.replace(" + ", "\n+ ") for name in SYSTEMS]
+    ours_color, paper_color = "tab:blue", "tab:gray"
+    fast_train = systems["Fast R-CNN"]["train_seconds"]
+    panels = [
+        ("mAP (VOC07 metric)", [systems[n]["map"] for n in SYSTEMS], [TABLE4_VGG16[n]["map"] / 100 for n in SYSTEMS], False, "{:.2f}"),
+        ("test time per image (s, log)", [systems[n]["test_seconds_per_image"] for n in SYSTEMS],
+         [TABLE4_VGG16[n]["test_seconds_per_image"] for n in SYSTEMS], True, "{:.3g}"),
+        ("test speedup over R-CNN (log)", [systems["R-CNN"]["test_seconds_per_image"] / systems[n]["test_seconds_per_image"] for n in SYSTEMS],
+         [TABLE4_VGG16[n]["speedup"] for n in SYSTEMS], True, "{:.0f}x"),
+        ("train time / Fast R-CNN's", [systems[n]["train_seconds"] / fast_train for n in SYSTEMS],
+         [TABLE4_VGG16[n]["train_hours"] / TABLE4_VGG16["Fast R-CNN"]["train_hours"] for n in SYSTEMS], False, "{:.1f}x"),
+    ]  # fmt: skip
+    fig, axes = plt.subplots(1, len(panels), figsize=figsize)
+    for ax, (title, ours, paper, log, fmt) in zip(axes, panels, strict=True):
+        bars = ax.bar(x - width / 2, ours, width, label="ours", color=ours_color)
+        ax.bar(x + width / 2, paper, width, label="paper (VGG16, VOC07)", color=paper_color)
+        for bar, value in zip(bars, ours, strict=True):
+            if math.isfinite(value):
+                ax.annotate(fmt.format(value), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                            ha="center", va="bottom", fontsize=7)  # fmt: skip
+        if log:
+            ax.set_yscale("log")
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_title(title, fontsize=9)
+    axes[0].set_ylim(0, 1.05)
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_side_by_side(
+    result: dict,
+    indices: Sequence[int] = (0, 1, 2),
+    systems: Sequence[str] = ("R-CNN", "SPPnet", "Fast R-CNN"),
+    thresholds: dict[str, float] | None = None,
+    size: float = 3.0,
+):
+    """Detections of several systems on the same test images: one row per image, one column per system.
+
+    Ground truth is drawn dashed in white under the detections; a detection is drawn when its
+    score exceeds ``thresholds[system]`` (default :data:`DISPLAY_THRESH`: SVM margin > 0,
+    softmax probability > 0.5).
+
+    Returns:
+        the matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from .viz import draw_boxes
+
+    _check_result(result)
+    thresholds = {**DISPLAY_THRESH, **(thresholds or {})}
+    dataset, classes = result["test_ds"], result["test_ds"].classes
+    fig, axes = plt.subplots(
+        len(indices),
+        len(systems),
+        figsize=(size * len(systems), size * len(indices)),
+        squeeze=False,
+    )
+    for row, i in enumerate(indices):
+        image, target = dataset.load_image(i), result["targets"][i]
+        for col, name in enumerate(systems):
+            det = result["detections"][name][i]
+            keep = det["scores"] > thresholds[name]
+            ax = axes[row, col]
+            draw_boxes(ax, image, target["boxes"], color="white", linewidth=1.0, show_text=False,
+                       difficult=torch.ones(len(target["boxes"]), dtype=torch.bool))  # fmt: skip
+            draw_boxes(ax, None, det["boxes"][keep], det["labels"][keep], det["scores"][keep], classes,
+                       fontsize=6, title=f"{name} (score > {thresholds[name]:g})" if row == 0 else None)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def save_report(result: dict, folder: str | Path | None = None, fig=None) -> tuple[Path, Path]:
+    """Write ``comparison.json`` ({"rows": comparison_table(result), "note": ...}) and ``comparison.png``.
+
+    Args:
+        folder: where to write (default ``resolve_path("reports")``, which ``tools/run_course.py``
+            reads for the summary page).
+        fig: the figure to save (default: a new :func:`plot_comparison`).
+
+    Returns:
+        (json path, png path).
+    """
+    import matplotlib.pyplot as plt
+
+    rows = comparison_table(result)
+    folder = resolve_path("reports") if folder is None else Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path, png_path = folder / "comparison.json", folder / "comparison.png"
+    json_path.write_text(json.dumps({"rows": rows, "note": _note(result)}, indent=1) + "\n")
+    own = fig is None
+    fig = plot_comparison(result) if own else fig
+    fig.savefig(png_path, dpi=110, bbox_inches="tight")
+    if own:
+        plt.close(fig)
+    return json_path, png_path

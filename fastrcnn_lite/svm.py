@@ -1,0 +1,437 @@
+"""Post-hoc heads of R-CNN and SPPnet: linear SVMs with hard-negative mining, ridge box regressors.
+
+Data-flow stage: **heads** (SVMs + ridge regressors), after region features are computed and
+cached. R-CNN (Girshick et al. 2014, section 2.3 and appendices B-C) and SPPnet train them as
+separate stages after fine-tuning; Fast R-CNN replaces both with its two sibling layers.
+
+Linear SVMs (one per class, R-CNN section 2.3, appendix B)
+---------------------------------------------------------
+* Positives of class k: the **ground-truth boxes** of class k only. Negatives: proposals with
+  IoU < 0.3 with every gt box of class k. Proposals in between are ignored.
+* There are far too many negatives to use at once, so R-CNN uses **hard-negative mining**: train
+  on the positives and a few negatives, score every negative, add those that violate the margin
+  (score > -1) to the cache, drop the easy ones (score < -1.2), retrain; a few passes.
+* R-CNN solved each SVM with liblinear (L1-loss dual), ``C = 0.001``, positives weighted x2, a
+  bias feature of 10 (so the bias is regularised like a weight), after scaling the features so
+  that their average L2 norm is 20. Here the same kind of objective is solved in the primal with
+  the **squared** hinge (liblinear's L2-loss SVM): it is piecewise quadratic, so Newton's method
+  reaches its exact minimum in a few steps (the test checks that the gradient there is zero)::
+
+      min_w,b'  0.5 |w|^2 + 0.5 b'^2 + C sum_i c_i max(0, 1 - y_i (w . x_i + bias_mult b'))^2
+
+  with ``c_i = positive_weight`` for positives and 1 for negatives; bias = bias_mult * b'.
+
+Ridge box regression (R-CNN appendix C)
+---------------------------------------
+One regressor per class from region features (pool5 in R-CNN) to the box deltas of
+``fastrcnn_lite.boxes.encode_boxes`` that move a proposal onto its gt box, trained on proposals
+with IoU > 0.6 with a gt box of that class, ``lambda = 1000`` on features scaled to average norm
+20 (as for the SVMs). Closed form. The bias is not regularised (the features and targets are
+centred instead); with an unregularised bias R-CNN's whitening of the targets changes nothing
+(ridge is solved independently per output, and equivariant to linear maps of the targets).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+__all__ = [
+    "FEATURE_NORM",
+    "feature_scale",
+    "svm_objective",
+    "train_linear_svm",
+    "LinearSVMs",
+    "train_svms",
+    "ridge_regression",
+    "BoxRegressors",
+    "train_box_regressors",
+]
+
+FEATURE_NORM = 20.0  # R-CNN scales features to this average L2 norm before the SVMs and ridge
+HARD_NEGATIVE_THRESH = -1.0  # a negative scoring above this violates the margin: "hard"
+EASY_NEGATIVE_THRESH = -1.2  # R-CNN evicts cached negatives scoring below this
+
+
+def feature_scale(features: Tensor, target_norm: float = FEATURE_NORM) -> float:
+    """The factor that makes the average L2 norm of the rows of ``features`` equal to ``target_norm``."""
+    norm = features.float().norm(dim=1).mean().item() if len(features) else 0.0
+    return target_norm / norm if norm > 0 else 1.0
+
+
+def _check_xy(features: Tensor, labels: Tensor) -> None:
+    if not isinstance(features, Tensor) or features.dim() != 2:
+        got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+        raise ValueError(f"features must be Tensor[M, D]; got {got}.")
+    if not isinstance(labels, Tensor) or labels.shape != (features.shape[0],):
+        got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+        raise ValueError(
+            f"labels must be Tensor[{features.shape[0]}] of +1 / -1 (one per row of features); got {got}."
+        )
+
+
+def svm_objective(
+    weight: Tensor,
+    bias: Tensor,
+    features: Tensor,
+    labels: Tensor,
+    C: float,
+    positive_weight: float = 2.0,
+    bias_mult: float = 10.0,
+) -> Tensor:
+    """The squared-hinge SVM objective (see the module docstring) at ``(weight, bias)``.
+
+    Args:
+        weight (Tensor[D]), bias (Tensor[]): the classifier; score = features @ weight + bias.
+        features (Tensor[M, D]), labels (Tensor[M]): +1 (positive) or -1 (negative).
+
+    Returns:
+        Tensor[]: 0.5 |w|^2 + 0.5 (b / bias_mult)^2 + C sum_i c_i max(0, 1 - y_i s_i)^2.
+    """
+    scores = features @ weight + bias  # (M,)
+    y = labels.to(scores.dtype)
+    cost = torch.where(y > 0, positive_weight, 1.0).to(scores.dtype)  # (M,)
+    margins = (1 - y * scores).clamp(min=0)  # (M,)
+    return 0.5 * weight.dot(weight) + 0.5 * (bias / bias_mult) ** 2 + C * (cost * margins**2).sum()
+
+
+def train_linear_svm(
+    features: Tensor,
+    labels: Tensor,
+    C: float = 0.001,
+    positive_weight: float = 2.0,
+    bias_mult: float = 10.0,
+    max_iter: int = 50,
+    init: tuple[Tensor, float] | None = None,
+) -> tuple[Tensor, float]:
+    """Minimise :func:`svm_objective` exactly with Newton's method (float64).
+
+    The squared hinge makes the objective piecewise quadratic, so Newton steps with a
+    backtracking line search find the exact minimum in a few iterations (Chapelle 2007,
+    "Training a support vector machine in the primal"): with the rows inside the margin ``sv``,
+    the gradient is ``beta - 2C X_sv^T (c y (1 - y X_sv beta))`` and the Hessian
+    ``I + 2C X_sv^T diag(c) X_sv``, where ``X = [features, bias_mult]`` and ``beta = [w, b']``.
+
+    Args:
+        features (Tensor[M, D]): already scaled (see :func:`feature_scale`).
+        labels (Tensor[M]): +1 / -1.
+        C: data-term weight (R-CNN: 0.001 on features of average norm 20).
+        positive_weight: cost multiplier of positives (R-CNN: 2).
+        bias_mult: the bias is learnt as ``bias_mult * b'`` with ``b'`` regularised (liblinear's
+            bias feature; R-CNN: 10).
+        max_iter: Newton iterations (rarely more than ~15 are needed).
+        init: a warm start ``(weight, bias)`` (the previous hard-negative round).
+
+    Returns:
+        (weight Tensor[D] float32, bias float).
+    """
+    _check_xy(features, labels)
+    if not set(labels.unique().tolist()) <= {-1, 1}:
+        raise ValueError(
+            f"labels must be +1 (positive) or -1 (negative); got values {labels.unique().tolist()}."
+        )
+    x = torch.cat(
+        [features.double(), torch.full((len(features), 1), float(bias_mult), dtype=torch.float64)],
+        1,
+    )  # (M, D+1)
+    y = labels.double()
+    cost = torch.where(y > 0, positive_weight, 1.0).double()  # (M,)
+    beta = torch.zeros(x.shape[1], dtype=torch.float64)  # (D+1,) = [w, b']
+    if init is not None:
+        beta[:-1] = init[0].double()
+        beta[-1] = float(init[1]) / bias_mult
+
+    def objective(b: Tensor) -> Tensor:
+        margins = (1 - y * (x @ b)).clamp(min=0)  # (M,)
+        return 0.5 * b.dot(b) + C * (cost * margins**2).sum()
+
+    value = objective(beta)
+    for _ in range(max_iter):
+        margins = 1 - y * (x @ beta)  # (M,)
+        sv = margins > 0
+        xs = x[sv]  # (M_sv, D+1)
+        grad = beta - 2 * C * xs.T @ (cost[sv] * y[sv] * margins[sv])  # (D+1,)
+        if grad.abs().max() <= 1e-10 * max(1.0, value.item()):
+            break
+        hessian = (
+            torch.eye(len(beta), dtype=torch.float64) + 2 * C * (xs * cost[sv, None]).T @ xs
+        )  # (D+1, D+1)
+        step = torch.linalg.solve(hessian, grad)  # (D+1,)
+        t, decrease = 1.0, grad.dot(step)
+        while True:
+            candidate = objective(beta - t * step)
+            if candidate <= value - 1e-4 * t * decrease or t < 1e-12:
+                break
+            t *= 0.5
+        beta, value = beta - t * step, candidate
+    return beta[:-1].float(), float(beta[-1] * bias_mult)
+
+
+@dataclass(eq=False)
+class LinearSVMs:
+    """One linear SVM per foreground class: ``scores = (scale * features) @ weight.T + bias``.
+
+    Attributes:
+        weight (Tensor[K, D]), bias (Tensor[K]): per class k + 1.
+        scale: the feature scaling applied before the SVMs (R-CNN's average norm 20).
+        trained (Tensor[K] bool): False for a class without positives; it always scores -inf.
+        history: per hard-negative round, the number of cached negatives per class.
+    """
+
+    weight: Tensor
+    bias: Tensor
+    scale: float
+    trained: Tensor
+    history: list = field(default_factory=list)
+
+    def __call__(self, features: Tensor) -> Tensor:
+        """features (Tensor[P, D]) -> scores Tensor[P, K] (SVM margins; > 0 means the class)."""
+        scores = (features.float() * self.scale) @ self.weight.T + self.bias  # (P, K)
+        return scores.masked_fill(~self.trained, -math.inf)
+
+    def state_dict(self) -> dict:
+        return {"weight": self.weight, "bias": self.bias, "scale": self.scale, "trained": self.trained,
+                "history": torch.tensor(self.history) if self.history else torch.zeros(0)}  # fmt: skip
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> LinearSVMs:
+        history = state["history"].tolist() if state["history"].numel() else []
+        return cls(
+            state["weight"], state["bias"], float(state["scale"]), state["trained"].bool(), history
+        )
+
+
+def _check_region(region: dict, index: int, num_classes: int) -> None:
+    for key in ("features", "positive_labels", "negative_mask"):
+        if key not in region:
+            raise ValueError(
+                f"regions[{index}] must be a dict with features, positive_labels, negative_mask; missing {key!r}."
+            )
+    num = region["features"].shape[0]
+    if region["positive_labels"].shape != (num,) or region["negative_mask"].shape != (
+        num,
+        num_classes,
+    ):
+        raise ValueError(
+            f"regions[{index}]: features has {num} rows, so positive_labels must be Tensor[{num}] and "
+            f"negative_mask Tensor[{num}, {num_classes}]; got {tuple(region['positive_labels'].shape)} and "
+            f"{tuple(region['negative_mask'].shape)}."
+        )
+
+
+def train_svms(
+    regions: Sequence[dict],
+    num_classes: int,
+    C: float = 0.001,
+    hard_negative_rounds: int = 3,
+    initial_negatives_per_image: int = 4,
+    positive_weight: float = 2.0,
+    bias_mult: float = 10.0,
+    max_iter: int = 50,
+    seed: int = 0,
+    class_names: Sequence[str] | None = None,
+    progress: bool = True,
+) -> LinearSVMs:
+    """Train one linear SVM per class with hard-negative mining (R-CNN section 2.3).
+
+    Args:
+        regions: one dict per training image (a Sequence, so it can load lazily from disk) with
+            ``features`` (Tensor[P, D], e.g. fc7 of every gt box and proposal of the image),
+            ``positive_labels`` (Tensor[P] int64: the class 1..K of a row that is a positive,
+            i.e. a non-difficult gt box; 0 otherwise) and ``negative_mask`` (Tensor[P, K] bool:
+            row is a negative for class k + 1, i.e. a proposal with IoU < 0.3 with every gt box of
+            that class).
+        num_classes: K.
+        C, positive_weight, bias_mult, max_iter: see :func:`train_linear_svm`.
+        hard_negative_rounds: passes over all images that add hard negatives (score > -1) and
+            drop easy ones (< -1.2), each followed by retraining; stops early when none is new.
+        initial_negatives_per_image: random negatives per image and class before the first training.
+        class_names: for messages.
+
+    Returns:
+        LinearSVMs. A class with no positive example gets ``trained = False`` (it never fires)
+        and a warning names it.
+    """
+    names = (
+        list(class_names)
+        if class_names is not None
+        else [str(k) for k in range(1, num_classes + 1)]
+    )
+    gen = torch.Generator().manual_seed(seed)
+    # Pass 0: positives, the feature scale, and the initial negative cache (a mask per image).
+    positives = [[] for _ in range(num_classes)]
+    cached = []  # per image: Tensor[P, K] bool, "this negative is in the cache"
+    norms, count = 0.0, 0
+    for i in tqdm(range(len(regions)), desc="SVM positives", disable=not progress):
+        region = regions[i]
+        _check_region(region, i, num_classes)
+        x = region["features"].float()
+        norms += x.norm(dim=1).sum().item()
+        count += len(x)
+        for k in range(num_classes):
+            positives[k].append(x[region["positive_labels"] == k + 1])
+        noise = torch.rand(region["negative_mask"].shape, generator=gen).masked_fill(
+            ~region["negative_mask"], 2.0
+        )
+        rank = noise.argsort(dim=0).argsort(
+            dim=0
+        )  # (P, K) random rank of each negative within its column
+        cached.append(region["negative_mask"] & (rank < initial_negatives_per_image))  # (P, K)
+    if count == 0:
+        raise ValueError(
+            "train_svms got no regions (every image had zero rows); check the features and proposals."
+        )
+    scale = FEATURE_NORM / (norms / count) if norms > 0 else 1.0
+    positives = [torch.cat(p) * scale if p else torch.zeros(0) for p in positives]
+    trained = torch.tensor([len(p) > 0 for p in positives])
+    for k in torch.where(~trained)[0].tolist():
+        warnings.warn(
+            f"class {names[k]!r} has no positive example (non-difficult gt box) in the training regions; "
+            "its SVM is not trained and the class is never detected.",
+            stacklevel=2,
+        )
+    dim = regions[0]["features"].shape[1]
+    weight, bias = torch.zeros(num_classes, dim), torch.zeros(num_classes)
+    history = []
+    for round_ in range(hard_negative_rounds + 1):
+        # Collect the cached negatives (and, after round 0, mine new hard ones with the current SVMs).
+        negatives = [[] for _ in range(num_classes)]
+        new = 0
+        desc = "SVM initial negatives" if round_ == 0 else f"hard negatives, round {round_}"
+        for i in tqdm(range(len(regions)), desc=desc, disable=not progress):
+            region = regions[i]
+            x = region["features"].float() * scale  # (P, D)
+            if round_ > 0:
+                scores = x @ weight.T + bias  # (P, K)
+                hard = region["negative_mask"] & (scores > HARD_NEGATIVE_THRESH) & ~cached[i]
+                new += int(hard.sum())
+                cached[i] = (cached[i] | hard) & ~(scores < EASY_NEGATIVE_THRESH)
+            for k in range(num_classes):
+                negatives[k].append(x[cached[i][:, k]])
+        if round_ > 0 and new == 0:
+            break
+        history.append([sum(len(n) for n in negatives[k]) for k in range(num_classes)])
+        for k in range(num_classes):
+            if not trained[k]:
+                continue
+            neg = torch.cat(negatives[k])  # (M_neg, D)
+            x = torch.cat([positives[k], neg])  # (M, D)
+            y = torch.cat([torch.ones(len(positives[k])), -torch.ones(len(neg))]).long()
+            weight[k], bias[k] = train_linear_svm(
+                x,
+                y,
+                C,
+                positive_weight,
+                bias_mult,
+                max_iter,
+                init=(weight[k], bias[k].item()) if round_ else None,
+            )
+    return LinearSVMs(weight, bias, scale, trained, history)
+
+
+def ridge_regression(features: Tensor, targets: Tensor, lam: float) -> tuple[Tensor, Tensor]:
+    """Closed-form ridge regression with an unregularised bias.
+
+    Minimises ``|features @ W + b - targets|^2 + lam |W|^2`` by centring features and targets
+    (which removes the bias) and solving the normal equations in the primal (M >= D) or the
+    dual (M < D) form, whichever is smaller.
+
+    Args:
+        features (Tensor[M, D]), targets (Tensor[M, T]).
+
+    Returns:
+        (W Tensor[D, T], b Tensor[T]), float32. M = 0 gives zeros.
+    """
+    if features.dim() != 2 or targets.dim() != 2 or features.shape[0] != targets.shape[0]:
+        raise ValueError(
+            f"features must be Tensor[M, D] and targets Tensor[M, T] with the same M; got "
+            f"{tuple(features.shape)} and {tuple(targets.shape)}."
+        )
+    if lam <= 0:
+        raise ValueError(f"lam must be > 0 (R-CNN uses 1000); got {lam}.")
+    num, dim = features.shape
+    if num == 0:
+        return torch.zeros(dim, targets.shape[1]), torch.zeros(targets.shape[1])
+    x, t = features.double(), targets.double()
+    x_mean, t_mean = x.mean(0), t.mean(0)
+    xc, tc = x - x_mean, t - t_mean  # (M, D), (M, T)
+    if num >= dim:
+        w = torch.linalg.solve(xc.T @ xc + lam * torch.eye(dim, dtype=x.dtype), xc.T @ tc)  # (D, T)
+    else:
+        w = xc.T @ torch.linalg.solve(xc @ xc.T + lam * torch.eye(num, dtype=x.dtype), tc)  # (D, T)
+    b = t_mean - x_mean @ w  # (T,)
+    return w.float(), b.float()
+
+
+@dataclass(eq=False)
+class BoxRegressors:
+    """Class-specific linear box regressors: ``deltas_k = (scale * features) @ weight[k] + bias[k]``.
+
+    Attributes:
+        weight (Tensor[K, D, 4]), bias (Tensor[K, 4]): per class k + 1, predicting
+            (dx, dy, dw, dh) of :func:`fastrcnn_lite.boxes.encode_boxes`.
+        scale: feature scaling (average norm 20).
+        counts (Tensor[K]): training examples per class (0: the regressor predicts no move).
+    """
+
+    weight: Tensor
+    bias: Tensor
+    scale: float
+    counts: Tensor
+
+    def __call__(self, features: Tensor) -> Tensor:
+        """features (Tensor[P, D]) -> box_deltas Tensor[P, 4 * K] (class k + 1 in columns 4k..4k+3)."""
+        deltas = (
+            torch.einsum("pd,kdt->pkt", features.float() * self.scale, self.weight) + self.bias
+        )  # (P, K, 4)
+        return deltas.flatten(1)  # (P, 4K)
+
+    def state_dict(self) -> dict:
+        return {
+            "weight": self.weight,
+            "bias": self.bias,
+            "scale": self.scale,
+            "counts": self.counts,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> BoxRegressors:
+        return cls(state["weight"], state["bias"], float(state["scale"]), state["counts"])
+
+
+def train_box_regressors(
+    features: Tensor, labels: Tensor, targets: Tensor, num_classes: int, lam: float = 1000.0
+) -> BoxRegressors:
+    """Fit one ridge regressor per class (R-CNN appendix C).
+
+    Args:
+        features (Tensor[M, D]): region features (pool5) of the training proposals, which the
+            caller has already restricted to IoU > 0.6 with their best gt box.
+        labels (Tensor[M] int64): class 1..K of that gt box.
+        targets (Tensor[M, 4]): ``encode_boxes(proposal, gt box)``.
+        lam: ridge penalty (R-CNN: 1000 on features of average norm 20).
+
+    Returns:
+        BoxRegressors; a class without examples predicts zero deltas.
+    """
+    if labels.shape != (features.shape[0],) or targets.shape != (features.shape[0], 4):
+        raise ValueError(
+            f"labels must be Tensor[{features.shape[0]}] and targets Tensor[{features.shape[0]}, 4] to match "
+            f"features {tuple(features.shape)}; got {tuple(labels.shape)} and {tuple(targets.shape)}."
+        )
+    scale = feature_scale(features)
+    x = features.float() * scale
+    weight = torch.zeros(num_classes, features.shape[1], 4)
+    bias = torch.zeros(num_classes, 4)
+    counts = torch.zeros(num_classes, dtype=torch.int64)
+    for k in range(num_classes):
+        mask = labels == k + 1
+        counts[k] = int(mask.sum())
+        weight[k], bias[k] = ridge_regression(x[mask], targets[mask].float(), lam)
+    return BoxRegressors(weight, bias, scale, counts)

@@ -1,0 +1,86 @@
+"""The stand-in supervised pre-training (fastrcnn_lite.pretrain)."""
+
+import pytest
+import torch
+
+from fastrcnn_lite.boxes import box_iou
+from fastrcnn_lite.checkpoint import cache_path
+from fastrcnn_lite.config import Config
+from fastrcnn_lite.pretrain import (
+    RegionClassifier,
+    jitter_boxes,
+    pretrained_backbone,
+    random_background_boxes,
+    region_crops,
+)
+from fastrcnn_lite.warp import warp_regions
+from tests.test_rcnn import RenderedDataset
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny: one thread beats two, by far on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_background_boxes_avoid_every_object_and_stay_inside():
+    gen = torch.Generator().manual_seed(0)
+    gt = torch.tensor([[10.0, 10.0, 60.0, 50.0], [80.0, 30.0, 150.0, 120.0]])
+    boxes = random_background_boxes(gt, (128, 160), 50, gen)
+    assert len(boxes) == 50
+    assert (box_iou(boxes, gt) < 0.3).all()
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 160).all() and (boxes[:, 3] <= 128).all()
+    assert ((boxes[:, 2:] - boxes[:, :2]) > 0).all()
+    # An image with no objects: any box is background.
+    assert len(random_background_boxes(torch.zeros(0, 4), (64, 64), 10, gen)) == 10
+
+
+def test_jittered_boxes_stay_close():
+    gen = torch.Generator().manual_seed(1)
+    gt = torch.tensor([[20.0, 20.0, 80.0, 60.0]]).repeat(200, 1)
+    iou = box_iou(jitter_boxes(gt, gen, std=0.08), gt[:1])[:, 0]
+    assert iou.median() > 0.7 and (iou < 1).all()
+
+
+def test_region_crops_are_warped_gt_and_background():
+    ds = RenderedDataset([0, 1])
+    crops, labels = region_crops(
+        ds, 40, 4, jitters_per_box=2, background_per_box=1.0, progress=False
+    )
+    num_gt = sum(len(t["boxes"]) for _, t in ds.items)
+    assert crops.dtype == torch.uint8 and crops.shape[1:] == (3, 40, 40)
+    assert (labels > 0).sum() == 2 * num_gt and (labels == 0).sum() == 2 * num_gt
+    # The first crop is the exact first gt box of image 0, warped with context.
+    image, target = ds[0]
+    want = (
+        (warp_regions(image, target["boxes"][:1], 40, 4).clamp(0, 1) * 255).round().to(torch.uint8)
+    )
+    assert torch.equal(crops[:1], want)
+    assert labels[0] == target["labels"][0]
+
+
+@pytest.mark.slow
+def test_pretrained_backbone_trains_once_then_loads(tmp_path):
+    ds = RenderedDataset([0, 1])
+    cfg = Config.embedded(cache_dir=str(tmp_path))
+    first = pretrained_backbone(cfg, ds, progress=False, iters=3)
+    assert cache_path(cfg, "pretrained", num_images=2, iters=3, version=1).is_file()
+    second = pretrained_backbone(cfg, ds, progress=False, iters=3)
+    torch.testing.assert_close(first.body.state_dict(), second.body.state_dict())
+    torch.testing.assert_close(first.fc.state_dict(), second.fc.state_dict())
+    assert not first.body.training
+    # It is a region classifier's body + fc: 40x40 crops -> 5x5 pool5 -> fc7.
+    logits = RegionClassifier(second, len(ds.classes))(torch.rand(2, 3, 40, 40))
+    assert logits.shape == (2, len(ds.classes) + 1)
+
+
+def test_pretrain_errors(tmp_path):
+    with pytest.raises(ValueError, match="needs train_ds"):
+        pretrained_backbone(Config.embedded(cache_dir=str(tmp_path)), None)
+    with pytest.raises(ValueError, match="cfg.backbone must be"):
+        pretrained_backbone(Config.embedded(backbone="resnet"), None)
+    with pytest.raises(FileNotFoundError, match="Weights file not found"):
+        pretrained_backbone(Config(backbone="alexnet"), None, weights=str(tmp_path / "missing.pth"))
