@@ -57,16 +57,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from e
 
 
-def cache_path(cfg, system: str, **extra) -> Path:
+def cache_path(cfg, system: str, only: tuple[str, ...] | None = None, **extra) -> Path:
     """Where a trained model (or another cached artefact) for ``cfg`` lives.
 
-    The file name carries a hash of the whole config plus ``extra`` (e.g. the dataset's size
-    or a notebook's iteration count), so a changed setting never silently loads a stale model:
-    ``<cache_dir>/<system>-<hash>.pt``.
+    The file name carries a hash of the config plus ``extra`` (e.g. the dataset's size or a
+    notebook's iteration count), so a changed setting never silently loads a stale model:
+    ``<cache_dir>/<system>-<hash>.pt``. ``only`` restricts the hash to the config fields the
+    artefact depends on (the shared pre-training does not change with Fast R-CNN's schedule).
     """
     from .config import resolve_path
 
-    fields = dataclasses.asdict(cfg) | {k: repr(v) for k, v in sorted(extra.items())}
+    fields = dataclasses.asdict(cfg)
+    if only is not None:
+        fields = {name: fields[name] for name in only}
+    fields = fields | {k: repr(v) for k, v in sorted(extra.items())}
     fields.pop("device", None)  # the same model serves CPU and GPU
     digest = hashlib.sha1(json.dumps(fields, sort_keys=True, default=repr).encode()).hexdigest()[:10]
     return resolve_path(cfg.cache_dir) / f"{system}-{digest}.pt"

@@ -52,6 +52,7 @@ __all__ = [
     "DISPLAY_THRESH",
     "compare_detectors",
     "add_speedups",
+    "map_difference",
     "comparison_table",
     "plot_comparison",
     "plot_side_by_side",
@@ -328,6 +329,71 @@ def compare_detectors(cfg: Config, progress: bool = True, test_images: int | Non
         "test_ds": test_ds,
         "test_proposals": test_props,
         "models": {"R-CNN": rcnn, "SPPnet": spp, "Fast R-CNN": fast, "Fast R-CNN + SVD": fast_svd},
+    }
+
+
+def map_difference(
+    result: dict,
+    system: str,
+    other: str,
+    rounds: int = 200,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict:
+    """mAP of ``system`` minus that of ``other``, with a bootstrap interval over the test images.
+
+    How much of a measured mAP gap is the luck of the test set? Draw the test images with
+    replacement ``rounds`` times; in each draw evaluate both systems on the *same* images (a
+    paired bootstrap: what both find easy or hard cancels out) and keep the difference. The
+    interval holds the central ``level`` of those differences. An interval that contains 0
+    means this test set cannot order the two systems.
+
+    Args:
+        result: what :func:`compare_detectors` returns (``detections``, ``targets``, ``test_ds``).
+        system, other: two names of :data:`SYSTEMS`.
+        rounds: bootstrap draws.
+        level: coverage of the interval (0.95: the 2.5th to the 97.5th percentile).
+        seed: for the draws.
+
+    Returns:
+        dict with ``difference`` (on the test set itself), ``low``, ``high`` (the interval),
+        ``level``, ``rounds`` and ``fraction_above_zero`` (share of draws where ``system`` wins).
+    """
+    from .evaluate import evaluate_detections
+
+    _check_result(result)
+    for name in (system, other):
+        if name not in result["detections"]:
+            raise ValueError(
+                f"no detections for {name!r}; expected one of {list(result['detections'])}."
+            )
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be an integer >= 1; got {rounds!r}.")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), e.g. 0.95; got {level!r}.")
+    targets, classes = result["targets"], result["test_ds"].classes
+    ours, theirs = result["detections"][system], result["detections"][other]
+
+    def difference(indices: Sequence[int]) -> float:
+        picked = [targets[i] for i in indices]
+        a = evaluate_detections([ours[i] for i in indices], picked, classes, metric="07")["map"]
+        b = evaluate_detections([theirs[i] for i in indices], picked, classes, metric="07")["map"]
+        return a - b
+
+    n = len(targets)
+    generator = torch.Generator().manual_seed(seed)
+    draws = torch.tensor([
+        difference(torch.randint(n, (n,), generator=generator).tolist()) for _ in range(rounds)
+    ], dtype=torch.float64)  # fmt: skip
+    draws = draws[~draws.isnan()]  # a draw without gt boxes of any class has no mAP
+    tail = (1 - level) / 2
+    return {
+        "difference": difference(range(n)),
+        "low": float(torch.quantile(draws, tail)),
+        "high": float(torch.quantile(draws, 1 - tail)),
+        "level": level,
+        "rounds": rounds,
+        "fraction_above_zero": float((draws > 0).double().mean()),
     }
 
 

@@ -585,7 +585,7 @@ def target_stats(
 
 
 # --- command line -----------------------------------------------------------------------------
-def _parse_args(argv):
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m fastrcnn_lite.train",
         description="Train Fast R-CNN (resumable), optionally evaluate on the test split.",
@@ -679,7 +679,7 @@ def config_from_args(args) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
+    args = parse_args(argv)
     cfg = config_from_args(args)
     from .data import load_datasets
     from .proposals import load_proposals

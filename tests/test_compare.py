@@ -20,6 +20,7 @@ from fastrcnn_lite.compare import (
     format_bytes,
     format_markdown,
     format_seconds,
+    map_difference,
     plot_comparison,
     plot_side_by_side,
     save_report,
@@ -233,6 +234,56 @@ def test_detectors_are_timed_in_turn_on_each_image():
     assert calls == ["slow", "fast"] * 3  # interleaved image by image
     assert seconds["slow"] >= 0.02 > seconds["fast"]
     assert len(detections["slow"]) == 3 and len(detections["fast"][0]["boxes"]) == 0
+
+
+def _one_class_result(found: dict[str, list[int]], n: int = 4) -> dict:
+    """n images with one 'circle' each; system s detects it exactly on the images found[s]."""
+    dataset = FakeDataset(n)
+    targets = [dict(dataset.load_target(i), labels=torch.tensor([1])) for i in range(n)]
+    none = {
+        "boxes": torch.zeros(0, 4),
+        "scores": torch.zeros(0),
+        "labels": torch.zeros(0, dtype=torch.long),
+    }
+    hit = {
+        "boxes": torch.tensor([[2.0, 3, 12, 15]]),
+        "scores": torch.tensor([0.9]),
+        "labels": torch.tensor([1]),
+    }
+    result = fake_result()
+    result.update(test_ds=dataset, targets=targets)
+    result["detections"] = {
+        name: [hit if i in found.get(name, []) else none for i in range(n)] for name in SYSTEMS
+    }
+    return result  # fmt: skip
+
+
+def test_map_difference_by_hand():
+    # Fast R-CNN finds every object, R-CNN none: every draw has AP 1 - 0.
+    result = _one_class_result({"Fast R-CNN": [0, 1, 2, 3]})
+    d = map_difference(result, "Fast R-CNN", "R-CNN", rounds=20)
+    assert [d["difference"], d["low"], d["high"]] == pytest.approx([1.0, 1.0, 1.0])
+    assert d["fraction_above_zero"] == 1.0
+    # The same detections: a difference of exactly 0 in every draw.
+    same = map_difference(result, "Fast R-CNN", "Fast R-CNN", rounds=20)
+    assert same["difference"] == same["low"] == same["high"] == 0.0
+    # Each finds half the objects (different halves): 6/11 - 6/11 = 0 on the test set (11-point AP
+    # of recall 0.5 at precision 1), but a draw with more of one half favours one system.
+    split = _one_class_result({"Fast R-CNN": [0, 1], "SPPnet": [2, 3]})
+    d = map_difference(split, "Fast R-CNN", "SPPnet", rounds=200, seed=1)
+    assert d["difference"] == 0.0
+    assert d["low"] < 0 < d["high"] and 0.2 < d["fraction_above_zero"] < 0.8
+    assert map_difference(split, "Fast R-CNN", "SPPnet", rounds=200, seed=1) == d  # seeded
+
+
+def test_map_difference_errors():
+    result = _one_class_result({})
+    with pytest.raises(ValueError, match="no detections for 'YOLO'"):
+        map_difference(result, "YOLO", "R-CNN")
+    with pytest.raises(ValueError, match="rounds must be an integer >= 1"):
+        map_difference(result, "SPPnet", "R-CNN", rounds=0)
+    with pytest.raises(ValueError, match="level must be in"):
+        map_difference(result, "SPPnet", "R-CNN", level=95)
 
 
 def test_compare_detectors_wants_a_config():

@@ -121,6 +121,10 @@ def test_cache_path_changes_with_config():
     assert a == checkpoint.cache_path(Config.embedded(), "fast_rcnn")
     assert a != checkpoint.cache_path(Config.embedded(lr=0.02), "fast_rcnn")
     assert a != checkpoint.cache_path(Config.embedded(), "fast_rcnn", iters=5)
+    # only=: the key follows just the named fields.
+    b = checkpoint.cache_path(Config.embedded(), "x", only=("seed",))
+    assert b == checkpoint.cache_path(Config.embedded(lr=0.02), "x", only=("seed",))
+    assert b != checkpoint.cache_path(Config.embedded(seed=1), "x", only=("seed",))
 
 
 def test_environment_yml_names_the_notebook_extra():

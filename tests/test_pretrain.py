@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from fastrcnn_lite.boxes import box_iou
-from fastrcnn_lite.checkpoint import cache_path
 from fastrcnn_lite.config import Config
 from fastrcnn_lite.pretrain import (
     RegionClassifier,
@@ -67,8 +66,15 @@ def test_pretrained_backbone_trains_once_then_loads(tmp_path):
     ds = RenderedDataset([0, 1])
     cfg = Config.embedded(cache_dir=str(tmp_path))
     first = pretrained_backbone(cfg, ds, progress=False, iters=3)
-    assert cache_path(cfg, "pretrained", num_images=2, iters=3, version=1).is_file()
-    second = pretrained_backbone(cfg, ds, progress=False, iters=3)
+    assert len(list(tmp_path.glob("pretrained-*.pt"))) == 1
+    # The detectors' own settings do not change the shared starting network: no retraining.
+    second = pretrained_backbone(
+        cfg.replace(max_iters=7, lr=0.5, trainable_from="conv3"), ds, progress=False, iters=3
+    )
+    assert len(list(tmp_path.glob("pretrained-*.pt"))) == 1
+    # What it depends on does: another warp context is another network.
+    pretrained_backbone(cfg.replace(warp_context=2), ds, progress=False, iters=3)
+    assert len(list(tmp_path.glob("pretrained-*.pt"))) == 2
     torch.testing.assert_close(first.body.state_dict(), second.body.state_dict())
     torch.testing.assert_close(first.fc.state_dict(), second.fc.state_dict())
     assert not first.body.training

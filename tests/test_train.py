@@ -219,7 +219,7 @@ def test_cli_tiny_run_resume_and_eval(tmp_path, capsys):
 
 def test_cli_arguments_to_config():
     def cfg_of(*argv):
-        return train_module.config_from_args(train_module._parse_args(["--out", "x", *argv]))
+        return train_module.config_from_args(train_module.parse_args(["--out", "x", *argv]))
 
     full = cfg_of("--backbone", "vgg16")
     assert (
