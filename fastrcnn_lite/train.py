@@ -82,7 +82,7 @@ TRAINING_FIELDS = (
 
 # Where fine-tuning starts (section 4.5): VGG16 from conv3_1; S and M (AlexNet here) from conv2;
 # the small network trains every layer.
-DEFAULT_TRAINABLE_FROM = {"small": "conv1", "alexnet": "conv2", "vgg16": "conv3_1"}
+DEFAULT_TRAINABLE_FROM = {"small": "conv3", "alexnet": "conv2", "vgg16": "conv3_1"}
 
 CHECKPOINT_KIND = "fastrcnn_lite.train"
 

@@ -135,7 +135,7 @@ def test_build_wires_backbone_pool_and_freezing():
 def test_training_forward_returns_finite_losses_with_gradients():
     ds = ShapesDataset(2)
     props = jittered_proposals(ds)
-    model = tiny_model().train()
+    model = tiny_model(tiny_cfg(trainable_from="conv1")).train()
     images = [ds[i][0] for i in range(2)]
     targets = [ds[i][1] for i in range(2)]
     losses = model(images, props, targets)
