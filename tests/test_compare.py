@@ -158,7 +158,7 @@ def test_plot_shows_ours_and_the_paper():
     fig = plot_comparison(result)
     axes = fig.axes
     assert len(axes) == 4
-    assert [ax.get_yscale() for ax in axes] == ["linear", "log", "log", "linear"]
+    assert [ax.get_yscale() for ax in axes] == ["linear", "log", "log", "log"]
     ours_map = [p.get_height() for p in axes[0].patches[: len(SYSTEMS)]]
     paper_map = [p.get_height() for p in axes[0].patches[len(SYSTEMS) :]]
     assert ours_map == pytest.approx([0.61, 0.58, 0.71, 0.70])
@@ -167,7 +167,22 @@ def test_plot_shows_ours_and_the_paper():
     assert ours_speedup == pytest.approx([1.0, 8.0, 100.0, 150.0])
     ours_train = [p.get_height() for p in axes[3].patches[: len(SYSTEMS)]]
     assert ours_train == pytest.approx([6.0, 2.0, 1.0, 150.5 / 150.0])
+    labels = [t.get_text() for t in axes[3].texts]  # ours, written on the bars
+    assert labels == ["6.0x", "2.0x", "1.0x", "1.0x"]
+    assert [t.get_text() for t in axes[2].texts] == ["1.0x", "8.0x", "100x", "150x"]
     plt.close(fig)
+
+
+def test_ratio_labels():
+    from fastrcnn_lite.compare import _ratio
+
+    assert [_ratio(v) for v in (0.0305, 0.76, 1.07, 9.96, 146.2)] == [
+        "0.03x",
+        "0.76x",
+        "1.1x",
+        "10.0x",
+        "146x",
+    ]
 
 
 def test_side_by_side_draws_gt_and_confident_detections():
@@ -274,6 +289,45 @@ def test_map_difference_by_hand():
     assert d["difference"] == 0.0
     assert d["low"] < 0 < d["high"] and 0.2 < d["fraction_above_zero"] < 0.8
     assert map_difference(split, "Fast R-CNN", "SPPnet", rounds=200, seed=1) == d  # seeded
+
+
+def test_bootstrap_draw_scores_like_evaluating_the_drawn_images():
+    """A draw's mAP from the once-computed matches equals evaluate_detections on the drawn list."""
+    from fastrcnn_lite.compare import _ranked_matches, _weighted_map
+    from fastrcnn_lite.evaluate import evaluate_detections
+
+    gen = torch.Generator().manual_seed(0)
+    classes, n = ("circle", "square", "star"), 12
+
+    def boxes(k):
+        xy = torch.rand(k, 2, generator=gen) * 40
+        return torch.cat([xy, xy + 8 + torch.rand(k, 2, generator=gen) * 20], 1)
+
+    targets, detections = [], []
+    for _ in range(n):
+        g = int(torch.randint(1, 4, (1,), generator=gen))
+        gt = boxes(g)
+        targets.append(
+            {
+                "boxes": gt,
+                "labels": torch.randint(1, 4, (g,), generator=gen),
+                "difficult": torch.rand(g, generator=gen) < 0.2,
+            }
+        )
+        near = gt[torch.randint(g, (5,), generator=gen)] + torch.randn(5, 4, generator=gen) * 3
+        det = torch.cat([near, boxes(3)])  # hits, duplicates, misses
+        detections.append({"boxes": det, "scores": torch.rand(8, generator=gen),
+                           "labels": torch.randint(1, 4, (8,), generator=gen)})  # fmt: skip
+    matches = _ranked_matches(detections, targets, len(classes))
+    ones = torch.ones(n, dtype=torch.float64)
+    full = evaluate_detections(detections, targets, classes, metric="07")["map"]
+    assert _weighted_map(matches, ones) == pytest.approx(full, abs=1e-12)
+    for seed in range(5):
+        drawn = torch.randint(n, (n,), generator=torch.Generator().manual_seed(seed))
+        weights = torch.bincount(drawn, minlength=n).double()
+        expected = evaluate_detections([detections[i] for i in drawn.tolist()], [targets[i] for i in drawn.tolist()],
+                                       classes, metric="07")["map"]  # fmt: skip
+        assert _weighted_map(matches, weights) == pytest.approx(expected, abs=1e-12)
 
 
 def test_map_difference_errors():
