@@ -26,7 +26,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Backbone", "Normalize", "small_backbone", "alexnet_backbone", "vgg16_backbone", "freeze_below"]
+__all__ = [
+    "Backbone",
+    "Normalize",
+    "small_backbone",
+    "alexnet_backbone",
+    "vgg16_backbone",
+    "freeze_below",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -80,7 +87,9 @@ def _load_local(model: nn.Module, path: str | Path) -> None:
     model.load_state_dict(state)
 
 
-def small_backbone(width: int = 32, fc_dim: int = 256, pool_size: tuple[int, int] = (5, 5)) -> Backbone:
+def small_backbone(
+    width: int = 32, fc_dim: int = 256, pool_size: tuple[int, int] = (5, 5)
+) -> Backbone:
     """A small VGG-style network for the embedded dataset (random init, trained from scratch).
 
     body: 4 blocks of conv3x3 + BatchNorm + ReLU, max-pool after the first three -> stride 8;
@@ -89,7 +98,11 @@ def small_backbone(width: int = 32, fc_dim: int = 256, pool_size: tuple[int, int
     c1, c2, c3 = width, 2 * width, 4 * width
 
     def block(cin: int, cout: int) -> list[nn.Module]:
-        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        return [
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        ]
 
     layers = [Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))]
     layers += block(3, c1) + [nn.MaxPool2d(2)]  # conv1, stride 2
@@ -119,8 +132,12 @@ def alexnet_backbone(weights: str | Path | None = None) -> Backbone:
     model = alexnet(weights=tv_weights)
     if weights is not None and tv_weights is None:
         _load_local(model, weights)
-    body = nn.Sequential(Normalize(IMAGENET_MEAN, IMAGENET_STD), *list(model.features)[:-1])  # drop pool5
-    fc = nn.Sequential(*list(model.classifier)[:-1])  # drop fc8: dropout, fc6, relu, dropout, fc7, relu
+    body = nn.Sequential(
+        Normalize(IMAGENET_MEAN, IMAGENET_STD), *list(model.features)[:-1]
+    )  # drop pool5
+    fc = nn.Sequential(
+        *list(model.classifier)[:-1]
+    )  # drop fc8: dropout, fc6, relu, dropout, fc7, relu
     names = {"conv1": 1, "conv2": 4, "conv3": 7, "conv4": 9, "conv5": 11}
     return Backbone("alexnet", body, fc, 256, 16, (6, 6), 4096, 227, names)
 
@@ -137,9 +154,15 @@ def vgg16_backbone(weights: str | Path | None = None) -> Backbone:
     model = vgg16(weights=tv_weights)
     if weights is not None and tv_weights is None:
         _load_local(model, weights)
-    body = nn.Sequential(Normalize(IMAGENET_MEAN, IMAGENET_STD), *list(model.features)[:-1])  # drop pool5
-    fc = nn.Sequential(*list(model.classifier)[:-1])  # drop fc8: fc6, relu, dropout, fc7, relu, dropout
-    convs = [i + 1 for i, m in enumerate(model.features) if isinstance(m, nn.Conv2d)]  # +1: Normalize
+    body = nn.Sequential(
+        Normalize(IMAGENET_MEAN, IMAGENET_STD), *list(model.features)[:-1]
+    )  # drop pool5
+    fc = nn.Sequential(
+        *list(model.classifier)[:-1]
+    )  # drop fc8: fc6, relu, dropout, fc7, relu, dropout
+    convs = [
+        i + 1 for i, m in enumerate(model.features) if isinstance(m, nn.Conv2d)
+    ]  # +1: Normalize
     stage_names = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
                    "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"]  # fmt: skip
     names = dict(zip(stage_names, convs, strict=True))

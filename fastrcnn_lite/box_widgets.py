@@ -21,11 +21,15 @@ def iou_parts(box_a: tuple[float, ...], box_b: tuple[float, ...]) -> dict[str, f
     a = torch.tensor([box_a], dtype=torch.float64)
     b = torch.tensor([box_b], dtype=torch.float64)
     iou = float(box_iou(a, b)[0, 0])
-    union = float(box_area(a)[0] + box_area(b)[0]) / (1 + iou)  # inter = iou * union, union = A + B - inter
+    union = float(box_area(a)[0] + box_area(b)[0]) / (
+        1 + iou
+    )  # inter = iou * union, union = A + B - inter
     return {"intersection": iou * union, "union": union, "iou": iou}
 
 
-def draw_iou(ax: plt.Axes, box_a: tuple[float, ...], box_b: tuple[float, ...], extent: float = 100) -> dict[str, float]:
+def draw_iou(
+    ax: plt.Axes, box_a: tuple[float, ...], box_b: tuple[float, ...], extent: float = 100
+) -> dict[str, float]:
     """Draw both boxes and their intersection on ``ax``; returns :func:`iou_parts`."""
     parts = iou_parts(box_a, box_b)
     ax.clear()
@@ -35,12 +39,16 @@ def draw_iou(ax: plt.Axes, box_a: tuple[float, ...], box_b: tuple[float, ...], e
     ix1, iy1 = max(box_a[0], box_b[0]), max(box_a[1], box_b[1])
     ix2, iy2 = min(box_a[2], box_b[2]), min(box_a[3], box_b[3])
     if ix2 > ix1 and iy2 > iy1:
-        ax.add_patch(Rectangle((ix1, iy1), ix2 - ix1, iy2 - iy1, color="tab:green", alpha=0.4, label="A ∩ B"))
+        ax.add_patch(
+            Rectangle((ix1, iy1), ix2 - ix1, iy2 - iy1, color="tab:green", alpha=0.4, label="A ∩ B")
+        )
     ax.set_xlim(0, extent)
     ax.set_ylim(extent, 0)  # image coordinates: y grows downwards
     ax.set_aspect("equal")
     ax.legend(loc="upper right")
-    ax.set_title(f"intersection {parts['intersection']:.0f}  union {parts['union']:.0f}  IoU {parts['iou']:.3f}")
+    ax.set_title(
+        f"intersection {parts['intersection']:.0f}  union {parts['union']:.0f}  IoU {parts['iou']:.3f}"
+    )
     return parts
 
 

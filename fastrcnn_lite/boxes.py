@@ -52,16 +52,22 @@ BOX_DELTA_CLAMP = math.log(1000.0 / 16)
 def check_boxes(boxes: Tensor, name: str = "boxes") -> None:
     """Raise a teaching error unless ``boxes`` is a floating Tensor[G, 4]."""
     if not isinstance(boxes, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor[G, 4] (x1, y1, x2, y2); got {type(boxes).__name__}.")
+        raise TypeError(
+            f"{name} must be a torch.Tensor[G, 4] (x1, y1, x2, y2); got {type(boxes).__name__}."
+        )
     if boxes.dim() != 2 or boxes.shape[-1] != 4:
         hint = ""
         if boxes.dim() == 2 and boxes.shape[-1] == 5:
             hint = " It has 5 columns: is it an RoI tensor (batch_index, x1, y1, x2, y2)? Drop column 0."
         elif boxes.dim() == 1 and boxes.numel() == 4:
             hint = " For a single box use boxes[None] to make it Tensor[1, 4]."
-        raise ValueError(f"{name} must be Tensor[G, 4] (x1, y1, x2, y2); got shape {tuple(boxes.shape)}.{hint}")
+        raise ValueError(
+            f"{name} must be Tensor[G, 4] (x1, y1, x2, y2); got shape {tuple(boxes.shape)}.{hint}"
+        )
     if not boxes.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor; got dtype {boxes.dtype}. Use {name}.float().")
+        raise TypeError(
+            f"{name} must be a floating-point tensor; got dtype {boxes.dtype}. Use {name}.float()."
+        )
 
 
 def box_area(boxes: Tensor) -> Tensor:
@@ -175,7 +181,9 @@ def encode_boxes(proposals: Tensor, targets: Tensor) -> Tensor:
     check_boxes(proposals, "proposals")
     check_boxes(targets, "targets")
     if proposals.shape != targets.shape:
-        raise ValueError(f"proposals and targets must have the same shape; got {tuple(proposals.shape)} and {tuple(targets.shape)}.")
+        raise ValueError(
+            f"proposals and targets must have the same shape; got {tuple(proposals.shape)} and {tuple(targets.shape)}."
+        )
     pw = proposals[:, 2] - proposals[:, 0]
     ph = proposals[:, 3] - proposals[:, 1]
     px = proposals[:, 0] + 0.5 * pw
@@ -184,7 +192,9 @@ def encode_boxes(proposals: Tensor, targets: Tensor) -> Tensor:
     gh = targets[:, 3] - targets[:, 1]
     gx = targets[:, 0] + 0.5 * gw
     gy = targets[:, 1] + 0.5 * gh
-    return torch.stack([(gx - px) / pw, (gy - py) / ph, torch.log(gw / pw), torch.log(gh / ph)], dim=1)
+    return torch.stack(
+        [(gx - px) / pw, (gy - py) / ph, torch.log(gw / pw), torch.log(gh / ph)], dim=1
+    )
 
 
 def decode_boxes(proposals: Tensor, deltas: Tensor) -> Tensor:
@@ -199,7 +209,9 @@ def decode_boxes(proposals: Tensor, deltas: Tensor) -> Tensor:
     """
     check_boxes(proposals, "proposals")
     if deltas.dim() != 2 or deltas.shape[1] % 4 != 0 or deltas.shape[0] != proposals.shape[0]:
-        raise ValueError(f"deltas must be Tensor[{proposals.shape[0]}, 4 * M]; got shape {tuple(deltas.shape)}.")
+        raise ValueError(
+            f"deltas must be Tensor[{proposals.shape[0]}, 4 * M]; got shape {tuple(deltas.shape)}."
+        )
     deltas = deltas.to(proposals.dtype)
     pw = (proposals[:, 2] - proposals[:, 0])[:, None]  # (P, 1)
     ph = (proposals[:, 3] - proposals[:, 1])[:, None]
@@ -246,6 +258,9 @@ def boxes_to_rois(boxes_per_image: list[Tensor]) -> Tensor:
         return torch.zeros(0, 5)
     cat = torch.cat(list(boxes_per_image), dim=0)  # (K, 4)
     index = torch.cat(
-        [torch.full((len(b), 1), i, dtype=cat.dtype, device=cat.device) for i, b in enumerate(boxes_per_image)]
+        [
+            torch.full((len(b), 1), i, dtype=cat.dtype, device=cat.device)
+            for i, b in enumerate(boxes_per_image)
+        ]
     )  # (K, 1)
     return torch.cat([index, cat], dim=1)  # (K, 5)

@@ -72,5 +72,7 @@ def cache_path(cfg, system: str, only: tuple[str, ...] | None = None, **extra) -
         fields = {name: fields[name] for name in only}
     fields = fields | {k: repr(v) for k, v in sorted(extra.items())}
     fields.pop("device", None)  # the same model serves CPU and GPU
-    digest = hashlib.sha1(json.dumps(fields, sort_keys=True, default=repr).encode()).hexdigest()[:10]
+    digest = hashlib.sha1(json.dumps(fields, sort_keys=True, default=repr).encode()).hexdigest()[
+        :10
+    ]
     return resolve_path(cfg.cache_dir) / f"{system}-{digest}.pt"

@@ -150,8 +150,6 @@ def profile_from_env(default: str = "embedded") -> tuple[str, Config]:
     return name, (Config.embedded() if name == "embedded" else Config())
 
 
-
-
 def project_dir() -> Path:
     """The folder that relative paths in a Config (``data_root``, ``cache_dir``) are relative to.
 

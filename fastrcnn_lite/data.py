@@ -37,4 +37,6 @@ def load_datasets(cfg: Config) -> tuple[VOCDataset, VOCDataset]:
     else:
         root = resolve_path(cfg.data_root)
         classes = VOC_CLASSES
-    return VOCDataset(root, cfg.year, cfg.train_set, classes), VOCDataset(root, cfg.year, cfg.test_set, classes)
+    return VOCDataset(root, cfg.year, cfg.train_set, classes), VOCDataset(
+        root, cfg.year, cfg.test_set, classes
+    )

@@ -37,14 +37,18 @@ def postprocess_detections(
         1..K), sorted by decreasing score, D <= detections_per_img.
     """
     if class_boxes.dim() != 3 or class_boxes.shape[-1] != 4:
-        raise ValueError(f"class_boxes must be Tensor[P, K, 4]; got shape {tuple(class_boxes.shape)}.")
+        raise ValueError(
+            f"class_boxes must be Tensor[P, K, 4]; got shape {tuple(class_boxes.shape)}."
+        )
     if class_scores.shape != class_boxes.shape[:2]:
         raise ValueError(
             f"class_scores must be Tensor[P, K] = {tuple(class_boxes.shape[:2])} to match class_boxes; "
             f"got shape {tuple(class_scores.shape)}."
         )
     num_props, num_classes = class_scores.shape
-    labels = torch.arange(1, num_classes + 1, device=class_scores.device).expand(num_props, -1)  # (P, K)
+    labels = torch.arange(1, num_classes + 1, device=class_scores.device).expand(
+        num_props, -1
+    )  # (P, K)
     boxes = clip_boxes_to_image(class_boxes.reshape(-1, 4), image_size)  # (P*K, 4)
     scores = class_scores.reshape(-1)  # (P*K,)
     labels = labels.reshape(-1)  # (P*K,)

@@ -31,13 +31,22 @@ def check_iou_single(fn: Callable[[tuple, tuple], float], trials: int = 200) -> 
     cases = [((0, 0, 10, 10), (20, 20, 30, 30)), ((0, 0, 10, 10), (0, 0, 10, 10))]
     cases += [(tuple(a[i].tolist()), tuple(b[i].tolist())) for i in range(trials)]
     for box_a, box_b in cases:
-        expected = float(box_iou(torch.tensor([box_a], dtype=torch.float64), torch.tensor([box_b], dtype=torch.float64)))
+        expected = float(
+            box_iou(
+                torch.tensor([box_a], dtype=torch.float64),
+                torch.tensor([box_b], dtype=torch.float64),
+            )
+        )
         got = float(fn(box_a, box_b))
-        assert abs(got - expected) < 1e-6, f"IoU of {box_a} and {box_b}: expected {expected:.6f}, got {got:.6f}"
+        assert abs(got - expected) < 1e-6, (
+            f"IoU of {box_a} and {box_b}: expected {expected:.6f}, got {got:.6f}"
+        )
     return f"check_iou_single: all {len(cases)} cases agree with fastrcnn_lite.box_iou"
 
 
-def check_nms(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor], trials: int = 20) -> str:
+def check_nms(
+    fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor], trials: int = 20
+) -> str:
     """``fn(boxes, scores, iou_threshold)`` must keep the same indices, in the same order, as ``nms``."""
     g = torch.Generator().manual_seed(1)
     for t in range(trials):
@@ -45,7 +54,9 @@ def check_nms(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor], t
         scores = torch.rand(60, generator=g)
         expected = nms(boxes, scores, 0.3)
         got = torch.as_tensor(fn(boxes, scores, 0.3), dtype=torch.long)
-        assert torch.equal(got, expected), f"trial {t}: expected kept indices {expected.tolist()}, got {got.tolist()}"
+        assert torch.equal(got, expected), (
+            f"trial {t}: expected kept indices {expected.tolist()}, got {got.tolist()}"
+        )
     return f"check_nms: all {trials} random cases agree with fastrcnn_lite.nms"
 
 
@@ -54,6 +65,10 @@ def check_encode(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> st
     g = torch.Generator().manual_seed(2)
     proposals, targets = _random_boxes(100, g), _random_boxes(100, g)
     got = fn(proposals, targets)
-    torch.testing.assert_close(got, encode_boxes(proposals, targets), msg="deltas differ from encode_boxes")
-    torch.testing.assert_close(decode_boxes(proposals, got), targets, msg="decode_boxes(proposals, deltas) != targets")
+    torch.testing.assert_close(
+        got, encode_boxes(proposals, targets), msg="deltas differ from encode_boxes"
+    )
+    torch.testing.assert_close(
+        decode_boxes(proposals, got), targets, msg="decode_boxes(proposals, deltas) != targets"
+    )
     return "check_encode: deltas match encode_boxes and decode back to the targets"

@@ -13,8 +13,18 @@ __all__ = ["TABLE4_VGG16", "VOC07_PER_CLASS_AP", "FINETUNE_DEPTH_MAP", "SMALL_NE
 TABLE4_VGG16 = {
     "R-CNN": {"train_hours": 84.0, "test_seconds_per_image": 47.0, "speedup": 1.0, "map": 66.0},
     "SPPnet": {"train_hours": 25.0, "test_seconds_per_image": 2.3, "speedup": 20.0, "map": 63.1},
-    "Fast R-CNN": {"train_hours": 9.5, "test_seconds_per_image": 0.32, "speedup": 146.0, "map": 66.9},
-    "Fast R-CNN + SVD": {"train_hours": 9.5, "test_seconds_per_image": 0.22, "speedup": 213.0, "map": 66.6},
+    "Fast R-CNN": {
+        "train_hours": 9.5,
+        "test_seconds_per_image": 0.32,
+        "speedup": 146.0,
+        "map": 66.9,
+    },
+    "Fast R-CNN + SVD": {
+        "train_hours": 9.5,
+        "test_seconds_per_image": 0.22,
+        "speedup": 213.0,
+        "map": 66.6,
+    },
 }
 
 # Table 1: per-class AP (%) of Fast R-CNN VGG16 trained on VOC07 trainval, on VOC07 test (mAP 66.9).
@@ -30,6 +40,16 @@ FINETUNE_DEPTH_MAP = {"fc6": 61.4, "conv3_1": 66.9, "conv2_1": 67.2}
 
 # Smaller networks (Table 4 and section 4.4): mAP and test speedup over R-CNN with the same network.
 SMALL_NETWORKS = {
-    "S (CaffeNet)": {"fast_rcnn_map": 57.1, "rcnn_map": 58.5, "speedup": 98.0, "speedup_svd": 169.0},
-    "M (VGG_CNN_M_1024)": {"fast_rcnn_map": 59.2, "rcnn_map": 60.2, "speedup": 80.0, "speedup_svd": 150.0},
+    "S (CaffeNet)": {
+        "fast_rcnn_map": 57.1,
+        "rcnn_map": 58.5,
+        "speedup": 98.0,
+        "speedup_svd": 169.0,
+    },
+    "M (VGG_CNN_M_1024)": {
+        "fast_rcnn_map": 59.2,
+        "rcnn_map": 60.2,
+        "speedup": 80.0,
+        "speedup_svd": 150.0,
+    },
 }

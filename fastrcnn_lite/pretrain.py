@@ -52,7 +52,16 @@ IMAGENET_WEIGHTS = "IMAGENET1K_V1"
 
 # The config fields the small backbone's pre-training depends on (its cache key): the detectors'
 # own settings (schedules, sampling, scales) do not change the network they all start from.
-PRETRAIN_FIELDS = ("data_root", "year", "train_set", "backbone", "pool_size", "warp_context", "seed", "cache_dir")
+PRETRAIN_FIELDS = (
+    "data_root",
+    "year",
+    "train_set",
+    "backbone",
+    "pool_size",
+    "warp_context",
+    "seed",
+    "cache_dir",
+)
 
 
 def jitter_boxes(boxes: Tensor, generator: torch.Generator, std: float = 0.08) -> Tensor:
@@ -287,7 +296,9 @@ def pretrained_backbone(
             "pretrained_backbone needs train_ds for the small backbone (it is pre-trained on the "
             "training split's regions); pass the dataset from load_datasets(cfg)."
         )
-    path = cache_path(cfg, "pretrained", only=PRETRAIN_FIELDS, num_images=len(train_ds), iters=iters, version=1)
+    path = cache_path(
+        cfg, "pretrained", only=PRETRAIN_FIELDS, num_images=len(train_ds), iters=iters, version=1
+    )
     backbone = new_backbone(cfg)
     if path.is_file():
         state = load_checkpoint(path)

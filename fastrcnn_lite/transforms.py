@@ -35,7 +35,9 @@ def resize(image: Tensor, boxes: Tensor, factor: float) -> tuple[Tensor, Tensor]
         return image, boxes
     h, w = image.shape[1:]
     new_size = (max(1, round(h * factor)), max(1, round(w * factor)))
-    resized = F.interpolate(image[None], size=new_size, mode="bilinear", align_corners=False, antialias=factor < 1)[0]
+    resized = F.interpolate(
+        image[None], size=new_size, mode="bilinear", align_corners=False, antialias=factor < 1
+    )[0]
     # Scale boxes by the exact per-axis ratio so they stay aligned with the rounded image size.
     ratio = boxes.new_tensor([new_size[1] / w, new_size[0] / h, new_size[1] / w, new_size[0] / h])
     return resized, boxes * ratio
@@ -44,7 +46,9 @@ def resize(image: Tensor, boxes: Tensor, factor: float) -> tuple[Tensor, Tensor]
 def hflip(image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
     """Mirror ``image`` (Tensor[3, H, W]) left-right and its ``boxes`` (Tensor[G, 4]) with it."""
     width = image.shape[-1]
-    flipped = boxes[:, [2, 1, 0, 3]] * boxes.new_tensor([-1, 1, -1, 1]) + boxes.new_tensor([width, 0, width, 0])
+    flipped = boxes[:, [2, 1, 0, 3]] * boxes.new_tensor([-1, 1, -1, 1]) + boxes.new_tensor(
+        [width, 0, width, 0]
+    )
     return image.flip(-1), flipped
 
 

@@ -78,14 +78,21 @@ def read_annotation(path: str | Path, classes: tuple[str, ...] = VOC_CLASSES) ->
     for k, obj in enumerate(root.iter("object")):
         name = _text(obj, "name", f"{where} object {k}")
         if name not in classes:
-            raise ValueError(f"{where} object {k}: unknown class {name!r}; expected one of {list(classes)}.")
+            raise ValueError(
+                f"{where} object {k}: unknown class {name!r}; expected one of {list(classes)}."
+            )
         bb = obj.find("bndbox")
         if bb is None:
             raise ValueError(f"{where} object {k} ({name}): missing <bndbox>.")
-        corners = [float(_text(bb, t, f"{where} object {k} ({name})")) for t in ("xmin", "ymin", "xmax", "ymax")]
+        corners = [
+            float(_text(bb, t, f"{where} object {k} ({name})"))
+            for t in ("xmin", "ymin", "xmax", "ymax")
+        ]
         xmin, ymin, xmax, ymax = corners
         if xmax < xmin or ymax < ymin:
-            raise ValueError(f"{where} object {k} ({name}): box {corners} has xmax < xmin or ymax < ymin.")
+            raise ValueError(
+                f"{where} object {k} ({name}): box {corners} has xmax < xmin or ymax < ymin."
+            )
         if xmin < 1 or ymin < 1 or xmax > width or ymax > height:
             raise ValueError(
                 f"{where} object {k} ({name}): box {corners} lies outside the {width}x{height} image "
@@ -132,11 +139,17 @@ class VOCDataset(torch.utils.data.Dataset):
         self.classes = tuple(classes)
         self.dir = voc_dir(root, self.year)
         if not self.dir.is_dir():
-            raise FileNotFoundError(f"No VOCdevkit tree at {self.dir} (looked for <root>/VOCdevkit/VOC{self.year}). {DOWNLOAD_HINT}")
+            raise FileNotFoundError(
+                f"No VOCdevkit tree at {self.dir} (looked for <root>/VOCdevkit/VOC{self.year}). {DOWNLOAD_HINT}"
+            )
         split = self.dir / "ImageSets" / "Main" / f"{image_set}.txt"
         if not split.is_file():
-            have = sorted(p.stem for p in (self.dir / "ImageSets" / "Main").glob("*.txt") if "_" not in p.stem)
-            raise FileNotFoundError(f"No split file {split}; splits found there: {have}. {DOWNLOAD_HINT}")
+            have = sorted(
+                p.stem for p in (self.dir / "ImageSets" / "Main").glob("*.txt") if "_" not in p.stem
+            )
+            raise FileNotFoundError(
+                f"No split file {split}; splits found there: {have}. {DOWNLOAD_HINT}"
+            )
         self.ids = [line.strip() for line in split.read_text().splitlines() if line.strip()]
 
     def __len__(self) -> int:

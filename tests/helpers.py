@@ -20,7 +20,12 @@ def micro_root() -> Path:
     return MICRO
 
 
-def write_voc_tree(root: Path, images: dict[str, tuple[tuple[int, int], list[tuple]]], image_set: str = "trainval", year: str = "2007") -> Path:
+def write_voc_tree(
+    root: Path,
+    images: dict[str, tuple[tuple[int, int], list[tuple]]],
+    image_set: str = "trainval",
+    year: str = "2007",
+) -> Path:
     """Write a tiny VOCdevkit tree.
 
     ``images`` maps an id to ((height, width), [(name, xmin, ymin, xmax, ymax, difficult), ...]).

@@ -6,13 +6,17 @@ import nbformat
 
 from .helpers import REPO
 
-spec = importlib.util.spec_from_file_location("make_assignments", REPO / "tools" / "make_assignments.py")
+spec = importlib.util.spec_from_file_location(
+    "make_assignments", REPO / "tools" / "make_assignments.py"
+)
 make_assignments = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(make_assignments)
 
 
 def test_strip_solutions_keeps_indentation_and_other_code():
-    source = "def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n\nprint(f(1))"
+    source = (
+        "def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n\nprint(f(1))"
+    )
     out, n = make_assignments.strip_solutions(source)
     assert n == 1
     assert out == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n\nprint(f(1))"

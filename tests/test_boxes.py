@@ -55,24 +55,34 @@ def test_batched_nms_matches_torchvision():
     boxes = random_boxes(150, size=50, seed=7)
     scores = torch.rand(150, generator=torch.Generator().manual_seed(3))
     labels = torch.randint(1, 4, (150,), generator=torch.Generator().manual_seed(4))
-    assert torch.equal(B.batched_nms(boxes, scores, labels, 0.3), torchvision.ops.batched_nms(boxes, scores, labels, 0.3))
+    assert torch.equal(
+        B.batched_nms(boxes, scores, labels, 0.3),
+        torchvision.ops.batched_nms(boxes, scores, labels, 0.3),
+    )
 
 
 def test_clip_boxes_matches_torchvision():
     boxes = random_boxes(50, size=120, seed=5) - 10
-    torch.testing.assert_close(B.clip_boxes_to_image(boxes, (80, 100)), torchvision.ops.clip_boxes_to_image(boxes, (80, 100)))
+    torch.testing.assert_close(
+        B.clip_boxes_to_image(boxes, (80, 100)),
+        torchvision.ops.clip_boxes_to_image(boxes, (80, 100)),
+    )
 
 
 def test_remove_small_boxes_matches_torchvision():
     boxes = random_boxes(60, size=20, seed=6)
-    assert torch.equal(B.remove_small_boxes(boxes, 5.0), torchvision.ops.remove_small_boxes(boxes, 5.0))
+    assert torch.equal(
+        B.remove_small_boxes(boxes, 5.0), torchvision.ops.remove_small_boxes(boxes, 5.0)
+    )
 
 
 def test_encode_hand_worked():
     proposal = torch.tensor([[0.0, 0.0, 10.0, 20.0]])  # centre (5, 10), size 10 x 20
     target = torch.tensor([[5.0, 0.0, 25.0, 20.0]])  # centre (15, 10), size 20 x 20
     deltas = B.encode_boxes(proposal, target)
-    torch.testing.assert_close(deltas, torch.tensor([[1.0, 0.0, float(torch.log(torch.tensor(2.0))), 0.0]]))
+    torch.testing.assert_close(
+        deltas, torch.tensor([[1.0, 0.0, float(torch.log(torch.tensor(2.0))), 0.0]])
+    )
 
 
 def test_encode_decode_are_inverse():

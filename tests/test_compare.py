@@ -213,7 +213,7 @@ def test_save_report_writes_what_the_summary_page_reads(tmp_path, monkeypatch):
     spec.loader.exec_module(run_course)
     monkeypatch.setattr(run_course, "REPORTS", tmp_path)
     index = run_course.write_summary(
-        [{"name": "06_comparison", "title": "Comparison", "seconds": 60.0, "error": None}]
+        [{"name": "07_comparison", "title": "Comparison", "seconds": 60.0, "error": None}]
     )
     page = index.read_text()
     assert (

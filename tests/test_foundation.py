@@ -16,12 +16,32 @@ from .helpers import REPO
 def test_config_has_the_papers_defaults():
     cfg = Config()
     assert (cfg.images_per_batch, cfg.images_per_batch * cfg.batch_size_per_image) == (2, 128)
-    assert (cfg.positive_fraction, cfg.fg_iou_thresh, cfg.bg_iou_thresh_lo, cfg.bg_iou_thresh_hi) == (0.25, 0.5, 0.1, 0.5)
+    assert (
+        cfg.positive_fraction,
+        cfg.fg_iou_thresh,
+        cfg.bg_iou_thresh_lo,
+        cfg.bg_iou_thresh_hi,
+    ) == (0.25, 0.5, 0.1, 0.5)
     assert (cfg.lr, cfg.momentum, cfg.weight_decay, cfg.bias_lr_factor) == (0.001, 0.9, 0.0005, 2.0)
     assert (cfg.max_iters, cfg.lr_steps) == (40_000, (30_000,))
-    assert (cfg.scales, cfg.max_size, cfg.multiscale_scales, cfg.multiscale_max_size) == ((600,), 1000, (480, 576, 688, 864, 1200), 2000)
-    assert (cfg.nms_thresh, cfg.cls_init_std, cfg.bbox_init_std, cfg.box_loss_weight) == (0.3, 0.01, 0.001, 1.0)
-    assert (cfg.svd_rank_fc6, cfg.svd_rank_fc7, cfg.pool_size, cfg.warp_context) == (1024, 256, (7, 7), 16)
+    assert (cfg.scales, cfg.max_size, cfg.multiscale_scales, cfg.multiscale_max_size) == (
+        (600,),
+        1000,
+        (480, 576, 688, 864, 1200),
+        2000,
+    )
+    assert (cfg.nms_thresh, cfg.cls_init_std, cfg.bbox_init_std, cfg.box_loss_weight) == (
+        0.3,
+        0.01,
+        0.001,
+        1.0,
+    )
+    assert (cfg.svd_rank_fc6, cfg.svd_rank_fc7, cfg.pool_size, cfg.warp_context) == (
+        1024,
+        256,
+        (7, 7),
+        16,
+    )
 
 
 def test_every_config_field_has_a_comment():
@@ -58,7 +78,9 @@ def test_resize_and_flip_move_boxes_with_the_image():
     box = torch.tensor([[5.0, 2.0, 8.0, 4.0]])
     flipped, fbox = transforms.hflip(image, box)
     ys, xs = torch.where(flipped[0] > 0)
-    assert fbox.tolist() == [[float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]]
+    assert fbox.tolist() == [
+        [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+    ]
     big, bbox = transforms.resize(image, box, 2.0)
     assert big.shape == (3, 20, 40) and bbox.tolist() == [[10.0, 4.0, 16.0, 8.0]]
 
@@ -66,21 +88,38 @@ def test_resize_and_flip_move_boxes_with_the_image():
 def test_batch_images_pads_bottom_right():
     batch = transforms.batch_images([torch.ones(3, 4, 5), torch.ones(3, 6, 2)])
     assert batch.shape == (2, 3, 6, 5)
-    assert batch[0, :, 4:].sum() == 0 and batch[1, :, :, 2:].sum() == 0 and batch[1, :, :, :2].sum() == 36
+    assert (
+        batch[0, :, 4:].sum() == 0
+        and batch[1, :, :, 2:].sum() == 0
+        and batch[1, :, :, :2].sum() == 36
+    )
 
 
 def test_postprocess_detections_matches_torchvision_per_class_nms():
     g = torch.Generator().manual_seed(0)
     xy = torch.rand(50, 3, 2, generator=g) * 80
-    class_boxes = torch.cat([xy, xy + 5 + torch.rand(50, 3, 2, generator=g) * 30], dim=2)  # (P, K, 4)
+    class_boxes = torch.cat(
+        [xy, xy + 5 + torch.rand(50, 3, 2, generator=g) * 30], dim=2
+    )  # (P, K, 4)
     class_scores = torch.rand(50, 3, generator=g)
-    out = detect.postprocess_detections(class_boxes, class_scores, (100, 100), score_thresh=0.2, nms_thresh=0.3, detections_per_img=1000)
+    out = detect.postprocess_detections(
+        class_boxes,
+        class_scores,
+        (100, 100),
+        score_thresh=0.2,
+        nms_thresh=0.3,
+        detections_per_img=1000,
+    )
     boxes = torchvision.ops.clip_boxes_to_image(class_boxes.reshape(-1, 4), (100, 100))
     scores, labels = class_scores.reshape(-1), torch.arange(1, 4).repeat(50)
     keep = scores > 0.2
     ref = torchvision.ops.batched_nms(boxes[keep], scores[keep], labels[keep], 0.3)
-    assert torch.equal(out["scores"], scores[keep][ref]) and torch.equal(out["labels"], labels[keep][ref])
-    capped = detect.postprocess_detections(class_boxes, class_scores, (100, 100), detections_per_img=5)
+    assert torch.equal(out["scores"], scores[keep][ref]) and torch.equal(
+        out["labels"], labels[keep][ref]
+    )
+    capped = detect.postprocess_detections(
+        class_boxes, class_scores, (100, 100), detections_per_img=5
+    )
     assert len(capped["boxes"]) == 5
 
 
@@ -133,5 +172,7 @@ def test_environment_yml_names_the_notebook_extra():
     assert pip == ["-e .[notebooks]"]
     assert any(str(d).startswith("python") for d in env["dependencies"])
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
     assert "notebooks" in extras

@@ -16,10 +16,16 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_clean_and_complete(path):
     nb = json.loads(path.read_text())
-    assert set(nb["metadata"]) <= {"kernelspec", "language_info"}, "run tools/execute_notebooks.py to clean metadata"
+    assert set(nb["metadata"]) <= {"kernelspec", "language_info"}, (
+        "run tools/execute_notebooks.py to clean metadata"
+    )
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    assert code and all(c["execution_count"] is not None for c in code), "commit notebooks executed (nbval needs counts)"
-    assert not any(o.get("output_type") == "error" for c in code for o in c["outputs"]), "a stored output is an error"
+    assert code and all(c["execution_count"] is not None for c in code), (
+        "commit notebooks executed (nbval needs counts)"
+    )
+    assert not any(o.get("output_type") == "error" for c in code for o in c["outputs"]), (
+        "a stored output is an error"
+    )
     text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     for heading in ("Summary", "Exercises"):
         assert f"## {heading}" in text, f"missing a '## {heading}' section"

@@ -20,7 +20,11 @@ def test_reads_real_voc_photos():
         h, w = target["size"]
         boxes = target["boxes"]
         assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
-        assert target["labels"].dtype == torch.int64 and (target["labels"] >= 1).all() and (target["labels"] <= 20).all()
+        assert (
+            target["labels"].dtype == torch.int64
+            and (target["labels"] >= 1).all()
+            and (target["labels"] <= 20).all()
+        )
         objects += len(boxes)
         difficult += int(target["difficult"].sum())
     assert (objects, difficult) == (46, 8)  # the folder's README
@@ -49,7 +53,9 @@ def test_custom_classes(tmp_path):
 
 
 def test_missing_root_names_path_and_download_command(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"VOCdevkit/VOC2007.*python -m fastrcnn_lite.download"):
+    with pytest.raises(
+        FileNotFoundError, match=r"VOCdevkit/VOC2007.*python -m fastrcnn_lite.download"
+    ):
         VOCDataset(tmp_path / "nowhere")
 
 
@@ -74,7 +80,9 @@ def test_bad_boxes_name_file_and_object(tmp_path, obj, message):
 
 
 def test_malformed_xml_and_missing_files(tmp_path):
-    root = write_voc_tree(tmp_path, {"a": ((30, 40), [("dog", 1, 5, 10, 20, 0)]), "b": ((30, 40), [])})
+    root = write_voc_tree(
+        tmp_path, {"a": ((30, 40), [("dog", 1, 5, 10, 20, 0)]), "b": ((30, 40), [])}
+    )
     voc = root / "VOCdevkit/VOC2007"
     (voc / "Annotations/a.xml").write_text("<annotation><size>")
     ds = VOCDataset(root)

@@ -36,7 +36,11 @@ def test_iou_widget_builds_and_reacts():
 
 
 def _iou(a, b):
-    return float(boxes.box_iou(torch.tensor([a], dtype=torch.float64), torch.tensor([b], dtype=torch.float64)))
+    return float(
+        boxes.box_iou(
+            torch.tensor([a], dtype=torch.float64), torch.tensor([b], dtype=torch.float64)
+        )
+    )
 
 
 def test_graders_accept_correct_and_reject_wrong_answers():

@@ -42,7 +42,9 @@ def run_one(path: Path) -> dict:
     start = time.perf_counter()
     error = None
     try:
-        ExecutePreprocessor(timeout=1800, kernel_name="python3").preprocess(nb, {"metadata": {"path": str(path.parent)}})
+        ExecutePreprocessor(timeout=1800, kernel_name="python3").preprocess(
+            nb, {"metadata": {"path": str(path.parent)}}
+        )
     except Exception as e:  # keep going: one broken notebook should not hide the others' results
         error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
         traceback.print_exc(limit=1)
@@ -58,11 +60,18 @@ def run_one(path: Path) -> dict:
 def write_summary(results: list[dict]) -> Path:
     comparison = REPORTS / "comparison.json"
     table = json.loads(comparison.read_text()) if comparison.is_file() else None
-    md = ["# fastrcnn-lite: course run on the embedded dataset", "", "| notebook | status | run time |", "|---|---|---|"]
+    md = [
+        "# fastrcnn-lite: course run on the embedded dataset",
+        "",
+        "| notebook | status | run time |",
+        "|---|---|---|",
+    ]
     rows = []
     for r in results:
         status = "ok" if r["error"] is None else f"FAILED ({r['error']})"
-        md.append(f"| [{r['title']}](notebooks/{r['name']}.html) | {status} | {r['seconds']:.0f} s |")
+        md.append(
+            f"| [{r['title']}](notebooks/{r['name']}.html) | {status} | {r['seconds']:.0f} s |"
+        )
         rows.append(
             f"<tr><td><a href='notebooks/{r['name']}.html'>{html.escape(r['title'])}</a></td>"
             f"<td>{html.escape(status)}</td><td>{r['seconds']:.0f} s</td></tr>"
@@ -70,11 +79,22 @@ def write_summary(results: list[dict]) -> Path:
     comp_html = "<p>The comparison notebook did not write reports/comparison.json.</p>"
     if table:
         cols = list(table["rows"][0].keys())
-        md += ["", "## R-CNN vs SPPnet vs Fast R-CNN (this run)", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        md += [
+            "",
+            "## R-CNN vs SPPnet vs Fast R-CNN (this run)",
+            "",
+            "| " + " | ".join(cols) + " |",
+            "|" + "---|" * len(cols),
+        ]
         md += ["| " + " | ".join(str(row[c]) for c in cols) + " |" for row in table["rows"]]
         head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(row[c]))}</td>" for c in cols) + "</tr>" for row in table["rows"])
-        comp_html = f"<h2>R-CNN vs SPPnet vs Fast R-CNN (this run)</h2><table><tr>{head}</tr>{body}</table>"
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(row[c]))}</td>" for c in cols) + "</tr>"
+            for row in table["rows"]
+        )
+        comp_html = (
+            f"<h2>R-CNN vs SPPnet vs Fast R-CNN (this run)</h2><table><tr>{head}</tr>{body}</table>"
+        )
         if table.get("note"):
             md += ["", table["note"]]
             comp_html += f"<p>{html.escape(table['note'])}</p>"
@@ -102,10 +122,15 @@ def main() -> int:
         print(f"[{i}/{len(notebooks)}] {path.name} ...", flush=True)
         results.append(run_one(path))
         r = results[-1]
-        print(f"    {'ok' if r['error'] is None else 'FAILED: ' + r['error']} in {r['seconds']:.0f} s", flush=True)
+        print(
+            f"    {'ok' if r['error'] is None else 'FAILED: ' + r['error']} in {r['seconds']:.0f} s",
+            flush=True,
+        )
     index = write_summary(results)
     failed = [r["name"] for r in results if r["error"]]
-    print(f"\nExecuted notebooks: {REPORTS / 'notebooks'}\nSummary page:       {index}\nSummary (Markdown): {REPORTS / 'summary.md'}")
+    print(
+        f"\nExecuted notebooks: {REPORTS / 'notebooks'}\nSummary page:       {index}\nSummary (Markdown): {REPORTS / 'summary.md'}"
+    )
     if failed:
         print(f"FAILED notebooks: {', '.join(failed)}", file=sys.stderr)
         return 1
