@@ -45,11 +45,11 @@ def _iou(a, b):
 
 def test_graders_accept_correct_and_reject_wrong_answers():
     assert "agree" in grading.check_iou_single(_iou)
-    with pytest.raises(AssertionError, match="IoU of"):
+    with pytest.raises(AssertionError, match="where .* was expected"):
         grading.check_iou_single(lambda a, b: _iou(a, b) * 0.9)
     assert "agree" in grading.check_nms(boxes.nms)
-    with pytest.raises(AssertionError, match="expected kept indices"):
-        grading.check_nms(lambda b, s, t: torch.argsort(s, descending=True))  # no suppression
+    with pytest.raises(AssertionError, match=r"(?s)case 3, two identical boxes.*hint"):
+        grading.check_nms(lambda b, s, t: torch.argsort(s, descending=True))
     assert "match" in grading.check_encode(boxes.encode_boxes)
     with pytest.raises(AssertionError):
         grading.check_encode(lambda p, t: boxes.encode_boxes(p, t) * 2)

@@ -1,0 +1,23 @@
+"""Graders for the notebooks' exercises, one module per stage; the engine is ``core.py``.
+
+Data-flow stage: none (teaching aid). Each ``check_*`` runs the learner's function on named edge
+cases, then random ones, against the package's reference, and either returns a line saying what it
+checked or raises :class:`GradingError` with the case, the input, expected and got, and a hint.
+Exercise cells carry nbgrader's ``### BEGIN SOLUTION`` / ``### END SOLUTION`` markers;
+``make student`` turns them into student notebooks. :data:`EXERCISES` lists every graded
+exercise with its notebook and points (the README's table).
+"""
+
+from .boxes import check_decode, check_encode, check_iou_single, check_nms
+from .core import EXERCISES, Case, GradingError, grade
+
+__all__ = [
+    "EXERCISES",
+    "Case",
+    "GradingError",
+    "grade",
+    "check_iou_single",
+    "check_nms",
+    "check_encode",
+    "check_decode",
+]
