@@ -41,10 +41,10 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .config import Config, resolve_path
 from .paper import TABLE4_VGG16
+from .progress import tqdm
 
 __all__ = [
     "SYSTEMS",

@@ -576,7 +576,7 @@ def generate(
 def _write_tree(
     out: Path, seed: int, num_trainval: int, num_test: int, year: str, progress: bool
 ) -> dict:
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     (out / "JPEGImages").mkdir()
     (out / "Annotations").mkdir()

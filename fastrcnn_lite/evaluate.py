@@ -555,8 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from tqdm.auto import tqdm
-
+    from .progress import tqdm
     from .voc import VOCDataset
 
     classes = _classes_from_flag(args.classes)

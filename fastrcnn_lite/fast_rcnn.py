@@ -33,13 +33,13 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .backbones import Backbone, alexnet_backbone, freeze_below, small_backbone, vgg16_backbone
 from .boxes import box_area, boxes_to_rois, check_boxes, decode_boxes
 from .config import Config
 from .detect import postprocess_detections
 from .losses import fast_rcnn_loss
+from .progress import tqdm
 from .roi_pool import RoIPool
 from .sampling import sample_rois
 from .transforms import batch_images, resize, scale_factor

@@ -29,12 +29,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .backbones import Backbone, alexnet_backbone, small_backbone, vgg16_backbone
 from .boxes import box_iou, clip_boxes_to_image
 from .checkpoint import atomic_save, cache_path, load_checkpoint
 from .config import Config
+from .progress import tqdm
 from .warp import warp_regions
 
 __all__ = [

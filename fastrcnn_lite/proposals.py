@@ -435,7 +435,7 @@ def _compute_missing(tasks, parts: Path, num_workers: int, bar) -> None:
 def _load_or_compute(
     dataset, cfg: Config, mode: str, scale: float, num_workers: int, progress: bool
 ) -> list[np.ndarray]:
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     folder, key = _cache_dir(dataset, cfg, mode, scale)
     final = folder / "proposals.pt"

@@ -39,7 +39,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .backbones import Backbone
 from .boxes import box_iou, check_boxes, decode_boxes, encode_boxes
@@ -47,6 +46,7 @@ from .checkpoint import atomic_save, cache_path, load_checkpoint
 from .config import Config, resolve_path
 from .detect import postprocess_detections
 from .pretrain import RegionClassifier, new_backbone, pretrained_backbone, small_backbone_size
+from .progress import tqdm
 from .svm import BoxRegressors, LinearSVMs, train_box_regressors, train_svms
 from .warp import warp_regions
 

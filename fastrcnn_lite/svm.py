@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+
+from .progress import tqdm
 
 __all__ = [
     "FEATURE_NORM",
