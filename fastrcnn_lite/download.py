@@ -38,8 +38,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
-from tqdm.auto import tqdm
-
+from .progress import tqdm
 from .voc import voc_dir
 
 __all__ = [

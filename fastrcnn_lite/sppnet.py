@@ -42,12 +42,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .backbones import Backbone, freeze_below
 from .boxes import box_area, check_boxes, clip_boxes_to_image
 from .config import Config, resolve_path
 from .pretrain import new_backbone, pretrained_backbone, small_backbone_size
+from .progress import tqdm
 from .rcnn import (
     FeatureCache,
     SVMDetector,

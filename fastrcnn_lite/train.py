@@ -46,11 +46,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .checkpoint import atomic_save, cache_path, load_checkpoint
 from .config import Config
 from .fast_rcnn import OOM_HINT, FastRCNN, build_fast_rcnn, detect, resolve_device
+from .progress import tqdm
 from .sampling import ImageSampler, regression_target_stats
 from .transforms import hflip, resize, scale_factor
 
