@@ -8,3 +8,6 @@ import os
 
 os.environ.setdefault("FASTRCNN_PROFILE", "embedded")
 os.environ.setdefault("PYTHONHASHSEED", "0")
+# Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads
+# slow every other process (and the notebooks' kernels, which inherit this) several-fold.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

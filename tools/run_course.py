@@ -115,6 +115,7 @@ def write_summary(results: list[dict]) -> Path:
 
 def main() -> int:
     os.environ.setdefault("FASTRCNN_PROFILE", "embedded")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # kernels: idle threads sleep, never spin
     REPORTS.mkdir(exist_ok=True)
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     results = []
