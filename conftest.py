@@ -5,9 +5,16 @@ The notebook kernels inherit this process's environment, so the profile is set h
 """
 
 import os
+import tempfile
 
 os.environ.setdefault("FASTRCNN_PROFILE", "embedded")
 os.environ.setdefault("PYTHONHASHSEED", "0")
 # Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads
 # slow every other process (and the notebooks' kernels, which inherit this) several-fold.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Reports written by notebooks under test go to a scratch folder, never into the user's reports/
+# (only `make course` writes there).
+os.environ.setdefault(
+    "FASTRCNN_REPORTS",
+    os.path.join(tempfile.gettempdir(), f"fastrcnn-lite-test-reports-{os.getuid()}"),
+)

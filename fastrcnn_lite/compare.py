@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -644,8 +645,10 @@ def save_report(result: dict, folder: str | Path | None = None, fig=None) -> tup
     """Write ``comparison.json`` ({"rows": comparison_table(result), "note": ...}) and ``comparison.png``.
 
     Args:
-        folder: where to write (default ``resolve_path("reports")``, which ``tools/run_course.py``
-            reads for the summary page).
+        folder: where to write. Default: ``$FASTRCNN_REPORTS`` when set, else
+            ``resolve_path("reports")``, which ``tools/run_course.py`` reads for the summary page.
+            ``make course`` sets ``FASTRCNN_REPORTS=reports``; ``make test`` points it at a scratch
+            folder, so a test run never overwrites the report of the last course run.
         fig: the figure to save (default: a new :func:`plot_comparison`).
 
     Returns:
@@ -654,7 +657,9 @@ def save_report(result: dict, folder: str | Path | None = None, fig=None) -> tup
     import matplotlib.pyplot as plt
 
     rows = comparison_table(result)
-    folder = resolve_path("reports") if folder is None else Path(folder)
+    if folder is None:
+        folder = os.environ.get("FASTRCNN_REPORTS") or resolve_path("reports")
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     json_path, png_path = folder / "comparison.json", folder / "comparison.png"
     json_path.write_text(json.dumps({"rows": rows, "note": _note(result)}, indent=1) + "\n")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
@@ -219,6 +221,21 @@ def test_save_report_writes_what_the_summary_page_reads(tmp_path, monkeypatch):
     assert (
         "<th>paper speedup</th>" in page and "<td>100.0x</td>" in page and "comparison.png" in page
     )
+
+
+def test_save_report_default_folder_is_fastrcnn_reports_so_tests_spare_the_users_reports(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("FASTRCNN_REPORTS", str(tmp_path / "scratch"))
+    monkeypatch.chdir(tmp_path)
+    json_path, png_path = save_report(fake_result())
+    assert json_path.parent == png_path.parent == tmp_path / "scratch"
+    assert not (tmp_path / "reports").exists()
+
+
+def test_pytest_runs_point_reports_away_from_the_repository():
+    # conftest.py sets this for the unit tests and the nbval kernels alike.
+    assert Path(os.environ["FASTRCNN_REPORTS"]).resolve() != (REPO / "reports").resolve()
 
 
 def test_detectors_are_timed_in_turn_on_each_image():
