@@ -1,6 +1,7 @@
 # fastrcnn-lite: the commands the README promises.
 #   make course   set up .venv, generate the embedded dataset, run every notebook, write reports/
 #   make test     set up .venv, run the unit tests and every notebook under nbval (what CI runs)
+#   make test-portable  the same on another instruction-set path, as on another CPU
 #   make lab      open JupyterLab on notebooks/
 #   make voc      the full PASCAL VOC 2007 run from the command line (download, train, evaluate; resumable)
 
@@ -10,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900
 
-.PHONY: course test unit nbval lab data voc notebooks lint clean assignments
+.PHONY: course test test-portable unit nbval lab data voc notebooks lint clean assignments
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +27,17 @@ course: $(STAMP) data
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks $(PYTEST_NBVAL)
+
+# `make test` as on another CPU: the kernels take another instruction-set path (AVX2 instead of
+# AVX-512, or the reverse), from cold caches in build/portable/, so pre-training gives other
+# weights; every checked notebook output must still match. Override PORTABLE_ISA to try another
+# path, e.g. make test-portable PORTABLE_ISA="ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1".
+PORTABLE_ISA  ?= ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
+PORTABLE_HOME := $(CURDIR)/build/portable
+test-portable: $(STAMP)
+	rm -rf $(PORTABLE_HOME) && mkdir -p $(PORTABLE_HOME)
+	$(BIN)/python -m fastrcnn_lite.embedded --root $(PORTABLE_HOME)/data/embedded
+	$(PORTABLE_ISA) FASTRCNN_HOME=$(PORTABLE_HOME) $(BIN)/python -m pytest tests notebooks $(PYTEST_NBVAL)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
