@@ -78,10 +78,17 @@ def box_area(boxes: Tensor) -> Tensor:
 
     Returns:
         Tensor[G]: ``(x2 - x1) * (y2 - y1)``; a degenerate box (x2 < x1) gives a negative or zero
-        value, exactly as torchvision.ops.box_area does.
+        value, exactly as torchvision.ops.box_area does. float16/bfloat16 boxes give a float32
+        area (as torchvision does): a 300 x 300 box has area 90,000, beyond float16's 65,504.
     """
     check_boxes(boxes)
+    boxes = _upcast(boxes)
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def _upcast(t: Tensor) -> Tensor:
+    """float16/bfloat16 -> float32 (products of pixel sizes overflow float16); others unchanged."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
 def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
@@ -92,7 +99,8 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
         boxes2 (Tensor[B, 4]): (x1, y1, x2, y2).
 
     Returns:
-        Tensor[A, B]: IoU in [0, 1].
+        Tensor[A, B]: IoU in [0, 1]; float32 for float16/bfloat16 boxes, as torchvision returns
+        (areas and intersections are computed in float32, where they cannot overflow).
     """
     check_boxes(boxes1, "boxes1")
     check_boxes(boxes2, "boxes2")
@@ -100,7 +108,7 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     area2 = box_area(boxes2)  # (B,)
     top_left = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])  # (A, B, 2)
     bottom_right = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])  # (A, B, 2)
-    wh = (bottom_right - top_left).clamp(min=0)  # (A, B, 2)
+    wh = _upcast(bottom_right - top_left).clamp(min=0)  # (A, B, 2)
     inter = wh[..., 0] * wh[..., 1]  # (A, B)
     union = area1[:, None] + area2[None, :] - inter  # (A, B)
     return inter / union
@@ -110,7 +118,10 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy non-maximum suppression.
 
     Repeatedly keep the highest-scoring box left and drop every remaining box whose IoU with
-    it is above ``iou_threshold``.
+    it is above ``iou_threshold``. As in torchvision's kernel, the IoU is computed in the boxes'
+    dtype (float32 for float16 boxes) and compared with the threshold in float64: a float32 IoU
+    of 3/10 rounds to 0.30000001 and is suppressed at ``iou_threshold=0.3``, while an IoU of
+    exactly 0.5 is kept at ``iou_threshold=0.5``.
 
     Args:
         boxes (Tensor[P, 4]): (x1, y1, x2, y2).
@@ -134,7 +145,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         if suppressed[i]:
             continue
         keep.append(i)
-        suppressed |= iou[i] > iou_threshold
+        suppressed |= iou[i].double() > iou_threshold  # float64 threshold, as torchvision
     return order[torch.as_tensor(keep, dtype=torch.long, device=boxes.device)]
 
 

@@ -33,6 +33,57 @@ def test_box_iou_and_area_match_torchvision(dtype):
     torch.testing.assert_close(B.box_iou(a, b), torchvision.ops.box_iou(a, b))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_box_iou_and_area_low_precision_match_torchvision(dtype):
+    """Pixel-sized boxes overflow float16 products (300 * 300 > 65,504): torchvision computes
+    areas and IoU in float32 and returns float32; so do we (before: NaN / inf)."""
+    big = torch.tensor([[0.0, 0.0, 300.0, 300.0], [100.0, 100.0, 400.0, 400.0]], dtype=dtype)
+    a = torch.cat([big, random_boxes(20, size=500, seed=3, dtype=dtype)])
+    b = torch.cat([big, random_boxes(15, size=500, seed=4, dtype=dtype)])
+    ref_iou, ref_area = torchvision.ops.box_iou(a, b), torchvision.ops.box_area(a)
+    ours_iou, ours_area = B.box_iou(a, b), B.box_area(a)
+    assert ours_iou.dtype == ref_iou.dtype and ours_area.dtype == ref_area.dtype
+    assert torch.isfinite(ours_iou).all()
+    assert torch.equal(ours_area, ref_area)
+    assert torch.equal(ours_iou, ref_iou)
+    # hand-worked: overlap 200 x 200 = 40,000, union 90,000 * 2 - 40,000 = 140,000 -> 2/7
+    assert ours_iou[0, 1].item() == pytest.approx(2 / 7, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "boxes, threshold, kept",
+    [
+        # IoU 30 / 100: float32 rounds 3/10 up to 0.30000001 > 0.3 (float64): suppressed
+        ([[0.0, 0, 10, 10], [0, 0, 3, 10]], 0.3, [0]),
+        # IoU 50 / 100 = 0.5 exactly: not above the threshold, kept
+        ([[0.0, 0, 10, 10], [0, 0, 10, 20]], 0.5, [0, 1]),
+        # IoU 70 / 100: float32(0.7) = 0.69999999 < 0.7 (float64): kept
+        ([[0.0, 0, 10, 10], [0, 0, 7, 10]], 0.7, [0, 1]),
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nms_iou_equal_to_threshold_matches_torchvision(boxes, threshold, kept, dtype):
+    boxes = torch.tensor(boxes, dtype=dtype)
+    scores = torch.tensor([0.9, 0.8], dtype=dtype)
+    ref = torchvision.ops.nms(boxes, scores, threshold)
+    if dtype == torch.float32:
+        assert ref.tolist() == kept  # the hand-worked rule above is torchvision's
+    assert torch.equal(B.nms(boxes, scores, threshold), ref)
+    labels = torch.tensor([1, 1])
+    ref = torchvision.ops.batched_nms(boxes, scores, labels, threshold)
+    assert torch.equal(B.batched_nms(boxes, scores, labels, threshold), ref)
+
+
+def test_nms_float16_boxes_use_the_float32_iou():
+    """torchvision has no float16 NMS on the CPU; ours runs it on the float32 IoU."""
+    boxes = torch.tensor([[0.0, 0, 300, 300], [0, 0, 300, 90], [400, 400, 700, 700]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    # IoU of the first two: 27,000 / 90,000 = 0.3 (float32 0.30000001): suppressed at 0.3
+    ref = torchvision.ops.nms(boxes, scores, 0.3)
+    assert ref.tolist() == [0, 2]
+    assert torch.equal(B.nms(boxes.half(), scores.half(), 0.3), ref)
+
+
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
 def test_nms_matches_torchvision(seed, threshold):
