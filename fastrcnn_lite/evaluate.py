@@ -59,6 +59,7 @@ from .boxes import box_iou, check_boxes, voc_to_xyxy, xyxy_to_voc
 __all__ = [
     "METRICS",
     "voc_ap",
+    "match_detections",
     "precision_recall",
     "evaluate_detections",
     "format_table",
@@ -268,6 +269,51 @@ def _curve(table: dict, label: int, iou_thresh: float) -> dict:
         "npos": npos,
         "num_detections": len(scores),
     }
+
+
+def match_detections(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_difficult: torch.Tensor | None = None,
+    iou_thresh: float = 0.5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steps 1-2 of the module docstring for one class in one image: which detections are TP, FP.
+
+    Taught and written by the learner in notebook 02 (evaluation); :func:`evaluate_detections`
+    runs the same rules over every image at once.
+
+    Args:
+        boxes (Tensor[D, 4]): the image's detections of one class, (x1, y1, x2, y2), any order.
+        scores (Tensor[D]): their scores.
+        gt_boxes (Tensor[G, 4]): the image's gt boxes of the same class.
+        gt_difficult (Tensor[G] bool, optional): difficult flags (all False when None).
+        iou_thresh: a TP needs IoU >= this with its gt (0.5 in VOC).
+
+    Returns:
+        tp, fp (Tensor[D] bool each), in the order of the input: a detection on a difficult gt
+        has both False; every other detection has exactly one True.
+    """
+    if not 0 < iou_thresh <= 1:
+        raise ValueError(f"iou_thresh must be in (0, 1] (VOC uses 0.5); got {iou_thresh}.")
+    check_boxes(boxes, "boxes")
+    check_boxes(gt_boxes, "gt_boxes")
+    num_dets, num_gts = boxes.shape[0], gt_boxes.shape[0]
+    detections = [{"boxes": boxes, "scores": scores, "labels": torch.ones(num_dets).long()}]
+    targets = [{"boxes": gt_boxes, "labels": torch.ones(num_gts).long()}]
+    if gt_difficult is not None:
+        if not isinstance(gt_difficult, torch.Tensor) or gt_difficult.shape != (num_gts,):
+            got = getattr(gt_difficult, "shape", type(gt_difficult).__name__)
+            raise ValueError(f"gt_difficult must be Tensor[{num_gts}] bool; got {got}.")
+        targets[0]["difficult"] = gt_difficult
+    _check_inputs(detections, targets, None)
+    table = _best_gt_per_detection(detections, targets)
+    _, tp_ranked, fp_ranked, _ = _match_class(table, 1, iou_thresh)
+    order = torch.sort(table["scores"], descending=True, stable=True).indices  # as _match_class
+    tp = torch.zeros(num_dets, dtype=torch.bool)
+    fp = torch.zeros(num_dets, dtype=torch.bool)
+    tp[order], fp[order] = tp_ranked, fp_ranked  # back to the input order
+    return tp, fp
 
 
 def precision_recall(

@@ -18,7 +18,14 @@ import torch
 from matplotlib import colormaps
 from matplotlib.patches import Rectangle
 
-__all__ = ["class_colors", "to_display_image", "draw_boxes", "show_samples"]
+__all__ = [
+    "class_colors",
+    "to_display_image",
+    "draw_boxes",
+    "show_samples",
+    "show_proposals",
+    "plot_precision_recall",
+]
 
 
 def class_colors(num_classes: int) -> list[tuple[float, float, float]]:
@@ -158,6 +165,8 @@ def draw_boxes(
         else 1
     )
     palette = class_colors(max(num_colours, 1))
+    top, per_point = _data_per_point(ax)  # to keep labels inside the image (below)
+    label_height, pad = (fontsize + 2.4) * per_point, 0.8 * per_point  # text + box padding
     for k, (x1, y1, x2, y2) in enumerate(boxes):
         label = int(labels[k]) if labels is not None else None
         if color is not None:
@@ -188,12 +197,22 @@ def draw_boxes(
             )
         if scores is not None:
             parts.append(f"{float(scores[k]):.2f}")
+        # Above the box's top edge; inside it (under the edge) when that would leave the image.
+        inside = y1 - top < label_height
         ax.text(
-            x1, y1, " ".join(parts), fontsize=fontsize, color="white", va="bottom", ha="left",
+            x1, y1 + pad if inside else y1, " ".join(parts), fontsize=fontsize, color="white",
+            va="top" if inside else "bottom", ha="left",
             bbox=dict(facecolor=edge, edgecolor="none", alpha=0.8, pad=0.8),
             clip_on=True,
         )  # fmt: skip
     return ax
+
+
+def _data_per_point(ax: plt.Axes) -> tuple[float, float]:
+    """(top of the drawn area, data units per typographic point) on ``ax`` as it is laid out now."""
+    bottom, top = ax.get_ylim()
+    pixels = max(ax.get_window_extent().height, 1.0)  # the Axes' height on screen
+    return min(bottom, top), abs(bottom - top) / pixels * ax.figure.dpi / 72
 
 
 def show_samples(
@@ -245,6 +264,112 @@ def show_samples(
         )  # fmt: skip
     fig.tight_layout()
     return fig
+
+
+def show_proposals(
+    image,
+    target: dict,
+    boxes,
+    classes: Sequence[str] | None = None,
+    top: Sequence[int] = (100, 1000),
+    figsize: tuple[float, float] = (13, 4),
+) -> plt.Figure:
+    """Proposals of one image: the top N for each N in ``top``, then each object's best proposal.
+
+    Taught in notebook 01 (region proposals).
+
+    Args:
+        image: Tensor[3, H, W] (or any image :func:`draw_boxes` accepts).
+        target: ``boxes`` (Tensor[G, 4]) and ``labels`` (Tensor[G]), as ``VOCDataset`` gives.
+        boxes (Tensor[P, 4]): the proposals, best-ranked first (P may be 0).
+        classes: class names in label order.
+        top: one panel per N, showing the first N proposals (thin yellow).
+        figsize: the figure's size in inches.
+
+    Returns:
+        The Figure; its last panel shows the gt boxes (thick) and, for each, the proposal with
+        the highest IoU, labelled with that IoU.
+    """
+    from .boxes import box_iou  # the drawing module needs boxes only here
+
+    fig, axes = plt.subplots(1, len(top) + 1, figsize=figsize, squeeze=False)
+    axes = axes[0]
+    for ax, n in zip(axes, top, strict=False):  # the last Axes is drawn below
+        draw_boxes(
+            ax, image, boxes[:n], color="yellow", linewidth=0.4, show_text=False,
+            title=f"top {min(n, len(boxes))} of {len(boxes)} proposals",
+        )  # fmt: skip
+    gt = target["boxes"]
+    draw_boxes(
+        axes[-1], image, gt, target["labels"], classes=classes, linewidth=2.5, show_text=False,
+        title="objects (thick) and their best proposal (IoU)",
+    )  # fmt: skip
+    if len(boxes) and len(gt):
+        best_iou, best = box_iou(gt.double(), boxes.double()).max(dim=1)  # (G,) IoU, which proposal
+        draw_boxes(
+            axes[-1], None, boxes[best], labels=target["labels"], scores=best_iou,
+            classes=classes, linewidth=1,
+        )  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def plot_precision_recall(
+    ax: plt.Axes,
+    recall,
+    precision,
+    metric: str | None = None,
+    label: str | None = None,
+    color=None,
+) -> plt.Axes:
+    """A precision/recall curve, with what one AP metric measures on it.
+
+    Taught in notebook 02 (evaluation).
+
+    Args:
+        ax: a matplotlib Axes.
+        recall (Tensor[D]): recall after each ranked detection (``evaluate.precision_recall``).
+        precision (Tensor[D]): precision after each ranked detection.
+        metric: None (the curve alone), ``"07"`` (also the 11 sampled precisions, the highest
+            precision at recall >= t for t = 0, 0.1, ..., 1) or ``"area"`` (also the monotone
+            envelope, with the area under it shaded). The title then gives the AP.
+        label: legend text of the curve.
+        color: the curve's colour.
+
+    Returns:
+        The Axes.
+    """
+    from .evaluate import voc_ap
+
+    recall = torch.as_tensor(recall, dtype=torch.float64).flatten()  # (D,)
+    precision = torch.as_tensor(precision, dtype=torch.float64).flatten()  # (D,)
+    (line,) = ax.plot(
+        recall.tolist(), precision.tolist(), marker=".", markersize=4, linewidth=1,
+        color=color, label=label or "precision after each detection",
+    )  # fmt: skip
+    if metric == "07":
+        t = [i / 10 for i in range(11)]
+        sampled = [
+            float(precision[recall >= v].max()) if bool((recall >= v).any()) else 0.0 for v in t
+        ]
+        ax.vlines(t, 0, sampled, color="tab:red", linewidth=1, alpha=0.6)
+        ax.plot(t, sampled, "o", color="tab:red", markersize=4, label="11 sampled precisions")
+    elif metric == "area":
+        mrec = [0.0, *recall.tolist(), 1.0]
+        mpre = torch.cat([precision.new_zeros(1), precision, precision.new_zeros(1)])
+        envelope = mpre.flip(0).cummax(0).values.flip(0).tolist()  # max precision to the right
+        ax.fill_between(mrec, envelope, step="pre", color="tab:orange", alpha=0.25, linewidth=0)
+        ax.step(mrec, envelope, where="pre", color="tab:orange", linewidth=1.2, label="envelope")
+    elif metric is not None:
+        raise ValueError(f"metric must be None, '07' or 'area'; got {metric!r}.")
+    if metric is not None:
+        name = "11-point AP" if metric == "07" else "area AP"
+        ax.set_title(f"{name} = {voc_ap(recall, precision, metric):.3f}", fontsize=9)
+    ax.set(xlabel="recall", ylabel="precision", xlim=(-0.02, 1.02), ylim=(-0.02, 1.05))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    line.set_zorder(3)
+    return ax
 
 
 def compact_figures(quality: int = 85) -> None:

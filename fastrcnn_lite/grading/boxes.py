@@ -130,6 +130,16 @@ def check_nms(
             hint="IoU 60/140 = 0.43 < 0.5: both boxes stay. Suppress only when IoU > threshold.",
         ),
         Case(
+            "overlap exactly at the threshold",
+            (
+                torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 20.0]]),
+                torch.tensor([0.9, 0.8]),
+                0.5,
+            ),
+            hint="IoU 100/200 = 0.5, not above 0.5: both boxes stay (suppress when IoU > "
+            "threshold, as torchvision does).",
+        ),
+        Case(
             "a chain: A suppresses B, so B cannot suppress C",
             (
                 torch.tensor(
@@ -162,7 +172,7 @@ def check_nms(
         name="check_nms",
         against="fastrcnn_lite.nms",
         compare=_kept,
-        covered="no boxes, duplicates, chains, unsorted scores",
+        covered="no boxes, duplicates, IoU = threshold, chains, unsorted scores",
     )
 
 
