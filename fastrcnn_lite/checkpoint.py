@@ -1,10 +1,20 @@
-"""Checkpoints that survive a kill: atomic writes, safe loads, clear errors.
+"""Checkpoints that survive a kill: atomic writes, checksums, safe loads, clear errors.
 
 Data-flow stage: none (bookkeeping for training). A checkpoint is written to a temporary file
-in the same folder, flushed to disk, then renamed over the old one (``os.replace`` is atomic on
-POSIX and Windows), so an interrupted write never destroys the last good checkpoint. Loading uses
-``torch.load(..., weights_only=True)``: a checkpoint holds tensors, numbers, strings and
-containers of them, never pickled code.
+in the same folder (``.<name>.<pid>.<random>.tmp``), flushed to disk, then renamed over the old
+one (``os.replace`` is atomic on POSIX and Windows), so an interrupted write never destroys the
+last good checkpoint. A write that fails removes its temporary file; one killed outright (power
+cut, ``kill -9``) leaves it behind, and the next write to the same target removes it (temporary
+files whose writing process is gone).
+
+Every checkpoint carries a SHA-256 of its content (each tensor's dtype, shape and bytes, and
+every other value) under the key ``_checksum_sha256``. ``torch.load`` does not notice a damaged
+byte inside a tensor (a bad disk sector, a copy cut short at the wrong place gives a model with
+a wrong weight), so :func:`load_checkpoint` recomputes the digest and refuses a file whose
+content changed, naming the file. A file written before checksums existed loads unchecked.
+
+Loading uses ``torch.load(..., weights_only=True)``: a checkpoint holds tensors, numbers,
+strings and containers of them, never pickled code.
 """
 
 from __future__ import annotations
@@ -14,21 +24,61 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import torch
 
-__all__ = ["atomic_save", "load_checkpoint", "cache_path"]
+from .cli import UserError
+
+__all__ = ["atomic_save", "atomic_write", "load_checkpoint", "content_digest", "cache_path"]
+
+CHECKSUM_KEY = "_checksum_sha256"  # where atomic_save stores the content digest
 
 
-def atomic_save(obj: dict, path: str | Path) -> Path:
-    """Write ``obj`` with ``torch.save`` to ``path`` atomically; returns the path."""
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or cannot tell: leave its file alone
+    return True
+
+
+def _remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete ``.<name>.<pid>.*.tmp`` beside ``path`` left by a writer that no longer runs."""
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(f)`` on a temporary file beside ``path``, fsync it, rename it to ``path``.
+
+    Either ``path`` holds everything ``write`` wrote or it is unchanged: a failure (an
+    exception, Ctrl-C) deletes the temporary file, and temporary files of earlier writes that
+    were killed are deleted first.
+
+    Returns:
+        ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -38,23 +88,91 @@ def atomic_save(obj: dict, path: str | Path) -> Path:
     return path
 
 
+def content_digest(obj) -> str:
+    """SHA-256 (hex) of a checkpoint's content: tensors by dtype, shape and bytes, the rest by repr.
+
+    The same before ``torch.save`` and after ``torch.load`` (on any device; tuples and lists
+    count alike), so it detects a changed byte anywhere in the stored values.
+    """
+    digest = hashlib.sha256()
+
+    def visit(value) -> None:
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous().reshape(-1)  # (numel,)
+            digest.update(f"T{t.dtype}{tuple(value.shape)}:".encode())
+            digest.update(t.view(torch.uint8).numpy() if t.numel() else b"")
+        elif isinstance(value, dict):
+            digest.update(f"D{len(value)}:".encode())
+            for key in sorted(value, key=repr):
+                digest.update(f"{key!r}=".encode())
+                visit(value[key])
+        elif isinstance(value, (list, tuple)):
+            digest.update(f"L{len(value)}:".encode())
+            for item in value:
+                visit(item)
+        else:
+            digest.update(f"V{type(value).__name__}:{value!r};".encode())
+
+    visit(obj)
+    return digest.hexdigest()
+
+
+def atomic_save(obj: dict, path: str | Path) -> Path:
+    """Write ``obj`` with ``torch.save`` to ``path`` atomically, with a checksum; returns the path.
+
+    ``obj`` must be a dict (a state dict or a training checkpoint); its content digest
+    (:func:`content_digest`) is stored beside the entries under ``_checksum_sha256``, and
+    :func:`load_checkpoint` checks and removes it.
+    """
+    if not isinstance(obj, dict):
+        raise TypeError(f"atomic_save stores a dict (a state dict); got {type(obj).__name__}.")
+    if CHECKSUM_KEY in obj:
+        raise ValueError(f"obj already has the key {CHECKSUM_KEY!r}, reserved for the checksum.")
+    stored = {**obj, CHECKSUM_KEY: content_digest(obj)}
+    return atomic_write(path, lambda f: torch.save(stored, f))
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by :func:`atomic_save` (``weights_only=True``).
+    """Load a checkpoint written by :func:`atomic_save` (``weights_only=True``) and check it.
+
+    Returns:
+        the dict that was saved (the checksum entry removed).
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is truncated or not a checkpoint (the message names the file).
+        UserError (a ValueError): the file is empty, truncated, not a checkpoint, or its content
+            does not match its checksum (the message names the file).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint not found: {path}")
+    fix = "delete it (it is rebuilt or retrained) or resume from an earlier copy."
+    size = path.stat().st_size
+    if size == 0:
+        raise UserError(
+            f"Cannot read checkpoint {path}: the file is empty (0 bytes), as a write cut short "
+            f"leaves it; it is truncated or not a fastrcnn_lite checkpoint: {fix}"
+        )
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, wrong format, unsafe pickle
-        raise ValueError(
-            f"Cannot read checkpoint {path} ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
-            "The file is truncated or not a fastrcnn_lite checkpoint; delete it or resume from an earlier one."
+        detail = next((line for line in str(e).splitlines() if line.strip()), "no detail")
+        raise UserError(
+            f"Cannot read checkpoint {path} ({size:,} bytes; {type(e).__name__}: {detail[:200]}). "
+            f"The file is truncated or not a fastrcnn_lite checkpoint: {fix}"
         ) from e
+    if not isinstance(state, dict):
+        raise UserError(
+            f"Cannot read checkpoint {path}: it holds a {type(state).__name__}, not the dict "
+            f"atomic_save writes; it is not a fastrcnn_lite checkpoint: {fix}"
+        )
+    expected = state.pop(CHECKSUM_KEY, None)
+    if expected is not None and content_digest(state) != expected:
+        raise UserError(
+            f"Checkpoint {path} is damaged: its content does not match the checksum stored in it "
+            f"(a changed byte on disk or in a copy). Refusing to use it: {fix}"
+        )
+    return state
 
 
 def cache_path(cfg, system: str, only: tuple[str, ...] | None = None, **extra) -> Path:

@@ -1,6 +1,7 @@
 """Config, transforms, detection post-processing and checkpoints: the small shared stages."""
 
 import dataclasses
+import os
 
 import pytest
 import torch
@@ -176,3 +177,93 @@ def test_environment_yml_names_the_notebook_extra():
         "optional-dependencies"
     ]
     assert "notebooks" in extras
+
+
+# --- checkpoints: checksums, empty files, stale temporary files (issue 9) ---------------------
+
+
+def test_load_checkpoint_empty_file_names_it(tmp_path):
+    """A 0-byte file (a write cut short) gives the clear message, not an IndexError."""
+    path = tmp_path / "run" / "checkpoint.pt"
+    path.parent.mkdir()
+    path.write_bytes(b"")
+    with pytest.raises(
+        ValueError, match=r"Cannot read checkpoint .*checkpoint\.pt: the file is empty"
+    ):
+        checkpoint.load_checkpoint(path)
+
+
+def test_load_checkpoint_refuses_a_changed_byte(tmp_path):
+    """torch.load does not notice a flipped byte inside a tensor; the checksum does."""
+    weights = torch.arange(1000, dtype=torch.float32)
+    path = checkpoint.atomic_save({"w": weights, "iteration": 7}, tmp_path / "c.pt")
+    loaded = checkpoint.load_checkpoint(path)
+    assert set(loaded) == {"w", "iteration"} and torch.equal(loaded["w"], weights)
+    data = bytearray(path.read_bytes())
+    at = data.find(torch.tensor([500.0]).numpy().tobytes())
+    assert at > 0
+    data[at] ^= 0xFF  # 500.0 becomes another float; the zip still reads fine
+    path.write_bytes(bytes(data))
+    assert torch.load(path, weights_only=True)["w"][500] != 500  # torch alone accepts it
+    with pytest.raises(ValueError, match=r"Checkpoint .*c\.pt is damaged: .*checksum"):
+        checkpoint.load_checkpoint(path)
+
+
+def test_content_digest_is_stable_across_save_and_load(tmp_path):
+    obj = {
+        "model": {"fc.weight": torch.randn(3, 4), "n": torch.tensor(5)},
+        "optimizer": {"state": {0: {"momentum_buffer": torch.ones(2)}}, "groups": [{"lr": 0.1}]},
+        "rng": ("MT19937", [1, 2, 3], 0.5, True),
+        "half": torch.ones(2, dtype=torch.bfloat16),
+        "empty": torch.zeros(0, 4),
+        "name": "x",
+        "none": None,
+    }
+    path = checkpoint.atomic_save(obj, tmp_path / "c.pt")
+    assert checkpoint.content_digest(checkpoint.load_checkpoint(path)) == checkpoint.content_digest(
+        obj
+    )
+    changed = {**obj, "model": {**obj["model"], "n": torch.tensor(6)}}
+    assert checkpoint.content_digest(changed) != checkpoint.content_digest(obj)
+
+
+def test_load_checkpoint_without_checksum_still_loads(tmp_path):
+    """A checkpoint written before checksums existed (plain torch.save) loads unchecked."""
+    path = tmp_path / "old.pt"
+    torch.save({"w": torch.ones(2)}, path)
+    assert torch.equal(checkpoint.load_checkpoint(path)["w"], torch.ones(2))
+
+
+def test_atomic_save_removes_temporaries_of_killed_writes(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "ckpt.pt"
+    # A writer that was killed: its process is gone, its temporary file is not.
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(proc.stdout)
+    stale = tmp_path / f".ckpt.pt.{dead_pid}.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    # A writer still running (this process) and another file's temporary are left alone.
+    live = tmp_path / f".ckpt.pt.{os.getpid()}.live.tmp"
+    live.write_bytes(b"being written")
+    other = tmp_path / f".other.pt.{dead_pid}.x.tmp"
+    other.write_bytes(b"")
+    checkpoint.atomic_save({"w": torch.ones(3)}, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ckpt.pt", live.name, other.name])
+
+
+def test_atomic_write_cleans_up_on_failure(tmp_path):
+    path = tmp_path / "out.json"
+
+    def fail(f):
+        f.write(b"{")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint.atomic_write(path, fail)
+    assert list(tmp_path.iterdir()) == []
+    checkpoint.atomic_write(path, lambda f: f.write(b"{}"))
+    assert path.read_text() == "{}"
