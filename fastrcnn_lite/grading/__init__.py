@@ -11,7 +11,9 @@ exercise with its notebook and points (the README's table).
 from .boxes import check_decode, check_encode, check_iou_single, check_nms
 from .core import EXERCISES, Case, GradingError, grade
 from .evaluation import check_match_detections, check_voc_ap_07, check_voc_ap_area
+from .fast_rcnn import check_detect, check_multitask_loss, check_sample_rois, check_truncated_svd
 from .proposals import check_recall
+from .roi_pool import check_roi_pool_backward, check_roi_pool_forward
 
 __all__ = [
     "EXERCISES",
@@ -26,4 +28,10 @@ __all__ = [
     "check_match_detections",
     "check_voc_ap_07",
     "check_voc_ap_area",
+    "check_roi_pool_forward",
+    "check_roi_pool_backward",
+    "check_sample_rois",
+    "check_multitask_loss",
+    "check_truncated_svd",
+    "check_detect",
 ]

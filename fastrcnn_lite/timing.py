@@ -1,0 +1,105 @@
+"""Timing: one definition of "test time per image" for every notebook and benchmark.
+
+Data-flow stage: none (measurement); it wraps the **image -> ... -> detections** path of any
+detector. Taught in ``notebooks/06_fast_rcnn.ipynb`` (Fast R-CNN's test time, truncated SVD, the
+image pyramid); the other notebooks use the same definition.
+
+**Test time per image** (the paper's "test time, excluding object proposal time"): the wall-clock
+seconds from a call with the *decoded* image (Tensor[3, H, W], already on the detector's device)
+and its proposals (Tensor[P, 4]) until the detections are returned; on CUDA the device is
+synchronised before the clock starts and before it stops, so queued kernels are counted. Image
+decoding, proposal computation and copies to the device are outside. The figure reported is the
+**median** over all measured (image, repeat) pairs, after unmeasured warm-up calls: a median is not
+moved by the odd call that another process on a busy machine slowed down.
+
+Several detectors are timed **interleaved**, image by image (A, B, A, B, ...), so a burst of load
+hits them alike and their ratio stays fair.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["timed_call", "median_seconds", "time_per_image"]
+
+
+def _synchronize(device) -> None:
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed_call(fn: Callable[..., Any], *args, device=None, **kwargs) -> tuple[Any, float]:
+    """Call ``fn(*args, **kwargs)`` once; return ``(its result, seconds)``.
+
+    device: the device ``fn`` computes on; on CUDA it is synchronised before and after the call.
+    """
+    _synchronize(device)
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    _synchronize(device)
+    return result, time.perf_counter() - start
+
+
+def median_seconds(
+    step: Callable[[], Any], repeats: int = 5, warmup: int = 1, device=None
+) -> float:
+    """Median seconds of ``repeats`` timed calls of ``step()``, after ``warmup`` untimed ones.
+
+    For a part of the computation (the conv layers of one batch, the head on 2000 RoIs); whole
+    images go through :func:`time_per_image`.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(
+            f"repeats must be >= 1 and warmup >= 0; got repeats={repeats}, warmup={warmup}."
+        )
+    for _ in range(warmup):
+        step()
+    _synchronize(device)
+    return statistics.median(timed_call(step, device=device)[1] for _ in range(repeats))
+
+
+def time_per_image(
+    detectors: Mapping[str, Callable[[Tensor, Tensor], Any]],
+    samples: Iterable[tuple[Tensor, Tensor]],
+    repeats: int = 1,
+    warmup: int = 1,
+    device=None,
+) -> dict[str, float]:
+    """Test time per image of each detector, as the module docstring defines it.
+
+    Args:
+        detectors: ``name -> detect(image, proposals)``, e.g.
+            ``lambda im, p: model.detect_image(im, p, scales, max_size, target_area)``.
+        samples: ``(image Tensor[3, H, W], proposals Tensor[P, 4])`` pairs, decoded and on
+            ``device`` (e.g. ``[(test_ds[i][0], test_props[i]) for i in range(30)]``).
+        repeats: timed calls per detector and image.
+        warmup: untimed calls per detector on the first image (first-call allocations, caches).
+        device: where the detectors compute; CUDA is synchronised around every timed call.
+
+    Returns:
+        ``name -> median seconds per image`` over all images and repeats.
+    """
+    if not detectors:
+        raise ValueError("detectors is empty; pass {'name': detect_function}.")
+    if repeats < 1 or warmup < 0:
+        raise ValueError(
+            f"repeats must be >= 1 and warmup >= 0; got repeats={repeats}, warmup={warmup}."
+        )
+    times: dict[str, list[float]] = {name: [] for name in detectors}
+    for index, (image, proposals) in enumerate(samples):
+        if index == 0:
+            for _ in range(warmup):
+                for detect in detectors.values():
+                    detect(image, proposals)
+        for _ in range(repeats):
+            for name, detect in detectors.items():  # interleaved: A, B, A, B, ...
+                times[name].append(timed_call(detect, image, proposals, device=device)[1])
+    if not times[next(iter(times))]:
+        raise ValueError("samples is empty; pass at least one (image, proposals) pair.")
+    return {name: statistics.median(values) for name, values in times.items()}
