@@ -73,9 +73,8 @@ import multiprocessing
 import os
 import shutil
 import signal
-import sys
-import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +85,8 @@ from PIL import Image
 from torch import Tensor
 
 from .boxes import box_iou
-from .checkpoint import atomic_save, load_checkpoint
+from .checkpoint import atomic_save, atomic_write, load_checkpoint
+from .cli import UserError
 from .config import Config, resolve_path
 
 __all__ = [
@@ -289,8 +289,16 @@ def _compute_file(task: tuple[int, str, str, float]) -> tuple[int, np.ndarray]:
     ``selective_search(dataset[i][0])``.
     """
     index, path, mode, scale = task
-    with Image.open(path) as im:
-        rgb = np.asarray(im.convert("RGB"))  # (H, W, 3)
+    try:
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"))  # (H, W, 3)
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # "image file is truncated", "cannot identify image file", ...
+        raise UserError(
+            f"Cannot decode image {path} ({e}); selective search needs every image of the split. "
+            "Replace the file with a complete copy (download or generate the dataset again)."
+        ) from None
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])  # (H, W, 3) BGR
     return index, _search_bgr(bgr, mode, scale)
 
@@ -364,22 +372,28 @@ def _cache_dir(dataset, cfg: Config, mode: str, scale: float) -> tuple[Path, dic
 
 def _write_npy(array: np.ndarray, path: Path) -> None:
     """np.save to a temporary file beside ``path``, then rename (a file that exists is complete)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: np.save(f, array))
+
+
+def _warn_recompute(path: Path, why: str) -> None:
+    warnings.warn(
+        f"proposal cache file {path} is unreadable ({why}); deleting it and computing its "
+        "proposals again.",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 def _read_part(path: Path) -> np.ndarray | None:
     try:
         array = np.load(path)
-    except (OSError, ValueError, EOFError):
+    except (OSError, ValueError, EOFError) as e:
+        _warn_recompute(path, f"{type(e).__name__}: {str(e)[:100] or 'empty file'}")
         return None  # unreadable: compute again
-    return array if array.ndim == 2 and array.shape[1] == 4 else None
+    if array.ndim == 2 and array.shape[1] == 4:
+        return array
+    _warn_recompute(path, f"an array of shape {array.shape}, not (P, 4)")
+    return None
 
 
 def _compact(boxes: np.ndarray) -> Tensor:
@@ -390,14 +404,31 @@ def _compact(boxes: np.ndarray) -> Tensor:
 
 
 def _load_consolidated(path: Path, ids: list[str]) -> list[np.ndarray] | None:
+    """The boxes stored in ``proposals.pt``, or None (with a warning) when it cannot be used."""
     try:
         stored = load_checkpoint(path)
-    except ValueError:
+    except ValueError as e:  # empty, truncated, damaged (checksum)
+        cause = e.__cause__
+        why = "checksum mismatch" if "damaged" in str(e) else "truncated or not a proposal cache"
+        if path.stat().st_size == 0:
+            why = "empty file"
+        elif cause is not None:
+            why += f"; {type(cause).__name__}"
+        _warn_recompute(path, why)
         return None
     if stored.get("format") != CACHE_FORMAT or list(stored.get("ids", [])) != list(ids):
+        _warn_recompute(path, "written for another cache format or another image list")
         return None
-    counts = stored["counts"].tolist()
-    return [b.numpy() for b in torch.split(stored["boxes"], counts)]
+    try:
+        counts = stored["counts"].tolist()
+        boxes = torch.split(stored["boxes"], counts)
+    except (KeyError, AttributeError, RuntimeError, TypeError) as e:
+        _warn_recompute(path, f"{type(e).__name__}: {e}")
+        return None
+    if len(boxes) != len(ids) or any(b.dim() != 2 or b.shape[1] != 4 for b in boxes):
+        _warn_recompute(path, "boxes that do not match its image list")
+        return None
+    return [b.numpy() for b in boxes]
 
 
 def _pool_context():
@@ -785,4 +816,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from fastrcnn_lite.cli import run
+
+    run(main)

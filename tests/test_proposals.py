@@ -265,13 +265,78 @@ def test_a_corrupt_part_or_cache_file_is_recomputed(tree, cfg, calls):
     folder = proposals.proposal_cache_dir(ds, cfg)
     (folder / "parts").mkdir(parents=True)
     (folder / "parts" / f"{ds.ids[1]}.npy").write_bytes(b"not numpy")
-    first = proposals.load_proposals(ds, cfg, progress=False)
+    with pytest.warns(RuntimeWarning, match=rf"{ds.ids[1]}\.npy is unreadable"):
+        first = proposals.load_proposals(ds, cfg, progress=False)
     assert sorted(calls) == list(range(len(ds)))
     (folder / "proposals.pt").write_bytes(b"truncated")
     calls.clear()
-    again = proposals.load_proposals(ds, cfg, progress=False)
+    with pytest.warns(RuntimeWarning, match=r"proposals\.pt is unreadable"):
+        again = proposals.load_proposals(ds, cfg, progress=False)
     assert sorted(calls) == list(range(len(ds)))
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 cut short"])
+def test_an_empty_or_truncated_cache_file_is_recomputed_with_a_warning(tree, cfg, calls, content):
+    """A 0-byte proposals.pt (a disk that filled up) used to crash the error wrapper itself."""
+    ds = VOCDataset(tree, "2007", "trainval")
+    first = proposals.load_proposals(ds, cfg, progress=False)
+    final = proposals.proposal_cache_dir(ds, cfg) / "proposals.pt"
+    final.write_bytes(content)
+    calls.clear()
+    with pytest.warns(RuntimeWarning, match=r"proposal cache file .*proposals\.pt is unreadable"):
+        again = proposals.load_proposals(ds, cfg, progress=False)
+    assert sorted(calls) == list(range(len(ds)))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    calls.clear()
+    proposals.load_proposals(ds, cfg, progress=False)  # rewritten: a plain cache hit again
+    assert calls == []
+
+
+def test_an_empty_part_file_is_recomputed_with_a_warning(tree, cfg, calls):
+    ds = VOCDataset(tree, "2007", "trainval")
+    parts = proposals.proposal_cache_dir(ds, cfg) / "parts"
+    parts.mkdir(parents=True)
+    (parts / f"{ds.ids[2]}.npy").write_bytes(b"")
+    with pytest.warns(RuntimeWarning, match=rf"{ds.ids[2]}\.npy is unreadable"):
+        proposals.load_proposals(ds, cfg, progress=False)
+    assert sorted(calls) == list(range(len(ds)))
+
+
+def _truncate_jpeg(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_a_truncated_jpeg_names_the_image(tree, cfg):
+    ds = VOCDataset(tree, "2007", "trainval")
+    _truncate_jpeg(ds.image_path(3))
+    with pytest.raises(
+        ValueError, match=r"Cannot decode image .*000004\.jpg \(image file is truncated"
+    ):
+        proposals.load_proposals(ds, cfg, progress=False)
+
+
+def test_a_truncated_jpeg_names_the_image_from_a_worker_process(tree, cfg):
+    ds = VOCDataset(tree, "2007", "trainval")
+    _truncate_jpeg(ds.image_path(1))
+    with pytest.raises(ValueError, match=r"Cannot decode image .*000002\.jpg"):
+        proposals.load_proposals(ds, cfg, progress=False, num_workers=2)
+
+
+def test_command_line_user_error_is_one_line(tree, tmp_path, monkeypatch, capsys):
+    from fastrcnn_lite.cli import call
+
+    monkeypatch.setenv("FASTRCNN_HOME", str(tmp_path))
+    _truncate_jpeg(tree / "VOCdevkit" / "VOC2007" / "JPEGImages" / "000001.jpg")
+    argv = ["--profile", "full", "--data-root", str(tree), "--split", "trainval", "--workers", "0"]
+    assert call(proposals.main, argv, prog="proposals") == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "proposals: " in line]
+    assert len(err) == 1 and err[0].startswith("proposals: error: Cannot decode image ")
+    assert "000001.jpg (image file is truncated" in err[0]
+    argv[3] = str(tmp_path / "nowhere")
+    assert call(proposals.main, argv, prog="proposals") == 2
+    assert "No VOCdevkit tree at" in capsys.readouterr().err
 
 
 def test_the_key_covers_scale_and_opencv_version(tree, cfg, monkeypatch):
