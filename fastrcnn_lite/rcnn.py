@@ -58,6 +58,7 @@ __all__ = [
     "extract_rcnn_features",
     "FeatureCache",
     "SVMRegions",
+    "regression_targets",
     "regression_set",
     "gt_for_training",
     "train_rcnn",
@@ -464,6 +465,30 @@ class SVMRegions(Sequence):
         }
 
 
+def regression_targets(
+    proposals: Tensor, gt_boxes: Tensor, gt_labels: Tensor, min_iou: float = 0.6
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The box-regression examples of one image (R-CNN appendix C).
+
+    A proposal is an example when its IoU with its best-overlapping gt box is above ``min_iou``
+    (strictly); its label is that box's class and its target the deltas that move it onto that
+    box. Taught in ``notebooks/03_rcnn.ipynb``.
+
+    Args:
+        proposals (Tensor[P, 4]), gt_boxes (Tensor[G, 4]): (x1, y1, x2, y2) pixels.
+        gt_labels (Tensor[G] int64): classes 1..K.
+        min_iou: R-CNN's 0.6 (``cfg.bbox_reg_iou``).
+
+    Returns:
+        keep (Tensor[P] bool), labels (Tensor[M] int64), targets (Tensor[M, 4]) =
+        ``encode_boxes(proposals[keep], best gt boxes)``, M = ``keep.sum()``, in proposal order.
+    """
+    max_iou, best = _labels_for_boxes(proposals, gt_boxes, gt_labels)  # (P,), (P,)
+    keep = max_iou > min_iou  # (P,)
+    best = best[keep]  # (M,)
+    return keep, gt_labels[best], encode_boxes(proposals[keep], gt_boxes[best])
+
+
 def regression_set(load: Callable, dataset, num_images: int, min_iou: float, use_difficult: bool = False,
                    progress: bool = True) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """The ridge regressors' training set: proposals with IoU > ``min_iou`` with a gt box.
@@ -477,12 +502,11 @@ def regression_set(load: Callable, dataset, num_images: int, min_iou: float, use
         boxes, num_gt, pool = load(i)
         gt, gt_labels = gt_for_training(_load_target(dataset, i), use_difficult)
         props, pool = boxes[num_gt:], pool[num_gt:]
-        max_iou, best = _labels_for_boxes(props, gt, gt_labels)
-        keep = max_iou > min_iou
+        keep, kept_labels, kept_targets = regression_targets(props, gt, gt_labels, min_iou)
         if keep.any():
             features.append(pool[keep].float())
-            labels.append(gt_labels[best[keep]])
-            targets.append(encode_boxes(props[keep], gt[best[keep]]))
+            labels.append(kept_labels)
+            targets.append(kept_targets)
     if not features:
         return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long), torch.zeros(0, 4)
     return torch.cat(features), torch.cat(labels), torch.cat(targets)

@@ -48,6 +48,7 @@ __all__ = [
     "feature_scale",
     "svm_objective",
     "train_linear_svm",
+    "mine_hard_negatives",
     "LinearSVMs",
     "train_svms",
     "ridge_regression",
@@ -172,6 +173,34 @@ def train_linear_svm(
             t *= 0.5
         beta, value = beta - t * step, candidate
     return beta[:-1].float(), float(beta[-1] * bias_mult)
+
+
+def mine_hard_negatives(
+    scores: Tensor,
+    negative_mask: Tensor,
+    cached: Tensor,
+    hard_thresh: float = HARD_NEGATIVE_THRESH,
+    easy_thresh: float = EASY_NEGATIVE_THRESH,
+) -> tuple[Tensor, Tensor]:
+    """One round of hard-negative mining (R-CNN section 2.3): update the negative cache.
+
+    A negative that the current SVM scores above ``hard_thresh`` (inside the margin) and that is
+    not cached yet is *hard*: it joins the cache. A cached one scoring below ``easy_thresh`` is
+    *easy*: it leaves. Both comparisons are strict. Elementwise, so one class (Tensor[P]) or all
+    K classes at once (Tensor[P, K]). Taught in ``notebooks/03_rcnn.ipynb``.
+
+    Args:
+        scores (Tensor[P] or Tensor[P, K]): SVM scores of the regions of one image.
+        negative_mask (bool Tensor, same shape): region is a negative of the class (IoU < 0.3
+            with every gt box of that class).
+        cached (bool Tensor, same shape): region is in the negative cache before this round.
+        hard_thresh, easy_thresh: R-CNN's -1 and -1.2.
+
+    Returns:
+        (cached, hard): the cache after the round, and the new hard negatives (bool, same shape).
+    """
+    hard = negative_mask & (scores > hard_thresh) & ~cached
+    return (cached | hard) & ~(scores < easy_thresh), hard
 
 
 @dataclass(eq=False)
@@ -310,9 +339,8 @@ def train_svms(
             x = region["features"].float() * scale  # (P, D)
             if round_ > 0:
                 scores = x @ weight.T + bias  # (P, K)
-                hard = region["negative_mask"] & (scores > HARD_NEGATIVE_THRESH) & ~cached[i]
+                cached[i], hard = mine_hard_negatives(scores, region["negative_mask"], cached[i])
                 new += int(hard.sum())
-                cached[i] = (cached[i] | hard) & ~(scores < EASY_NEGATIVE_THRESH)
             for k in range(num_classes):
                 negatives[k].append(x[cached[i][:, k]])
         if round_ > 0 and new == 0:

@@ -13,7 +13,9 @@ from .core import EXERCISES, Case, GradingError, grade
 from .evaluation import check_match_detections, check_voc_ap_07, check_voc_ap_area
 from .fast_rcnn import check_detect, check_multitask_loss, check_sample_rois, check_truncated_svd
 from .proposals import check_recall
+from .rcnn import check_bbox_targets, check_hard_negatives, check_warp
 from .roi_pool import check_roi_pool_backward, check_roi_pool_forward
+from .sppnet import check_spp_one_roi
 
 __all__ = [
     "EXERCISES",
@@ -28,8 +30,12 @@ __all__ = [
     "check_match_detections",
     "check_voc_ap_07",
     "check_voc_ap_area",
+    "check_warp",
+    "check_hard_negatives",
+    "check_bbox_targets",
     "check_roi_pool_forward",
     "check_roi_pool_backward",
+    "check_spp_one_roi",
     "check_sample_rois",
     "check_multitask_loss",
     "check_truncated_svd",
