@@ -8,11 +8,20 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import base64  # noqa: E402
+import html  # noqa: E402
+import io  # noqa: E402
+import re  # noqa: E402
+import time  # noqa: E402
+
 import numpy as np  # noqa: E402
+import PIL.Image  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
+from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 
 from fastrcnn_lite import roi_widgets as rw  # noqa: E402
 from fastrcnn_lite.roi_widgets import (  # noqa: E402
@@ -87,16 +96,69 @@ def test_forward_view_rounds_halves_away_from_zero():
     assert view.roi_cells == (1, 1, 2, 2)
 
 
+def _rects(ax):
+    return [p for p in ax.patches if isinstance(p, Rectangle)]
+
+
+def test_forward_view_raw_edges_by_hand():
+    """(-20, 60, 70, 150) px at 1/8 -> cells x -3..9 (-2.5 rounds away from zero), y 8..19:
+    13 x 12 cells in 3 x 5 bins, bin_h = 4, bin_w = 2.6."""
+    view = roi_pool_view(demo_feature_map(16, 20), (-20, 60, 70, 150), (3, 5), 1 / 8)
+    assert (view.hstart_raw, view.hend_raw) == ([8, 12, 16], [12, 16, 20])
+    assert (view.wstart_raw, view.wend_raw) == ([-3, -1, 2, 4, 7], [0, 3, 5, 8, 10])
+    assert (view.hstart, view.hend) == ([8, 12, 16], [12, 16, 16])  # row 2 falls below the map
+    assert (view.wstart, view.wend) == ([0, 0, 2, 4, 7], [0, 3, 5, 8, 10])  # column 0 to its left
+    assert view.empty.sum() == 7  # row 2 (5 bins) + column 0 of rows 0 and 1
+
+
 def test_draw_forward_view():
     view = roi_pool_view(demo_feature_map(16, 20), (-20, 60, 70, 150), (3, 5), 1 / 8)
     fig = draw_roi_pool_view(view)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     ax_map, ax_out = fig.axes
-    assert "cells x -3..9, y 8..19" in ax_map.get_title()
+    assert "px x 1/8 -> cells x -3..9, y 8..19" in ax_map.get_title()
     assert f"{int(view.empty.sum())} empty bins" in ax_out.get_title() and view.empty.sum() > 0
-    dots = [line for line in ax_map.lines if line.get_marker() == "o"]
-    assert len(dots) == (~view.empty).sum()  # one argmax dot per non-empty bin
+    assert not ax_map.lines  # no dots or stars on top of the digits
+    # the map's view reaches the bins that fall off it: x from cell -3, y down to cell 19
+    assert ax_map.get_xlim()[0] <= -3.5 and max(ax_map.get_ylim()) >= 19.5
+    hatched = [p for p in _rects(ax_map) if p.get_hatch() == "///"]
+    assert len(hatched) == 1  # the off-map ground
+    # each winning cell outlined red, once
+    winners = {tuple(c) for c in view.argmax.reshape(-1, 2).tolist() if c[0] >= 0}
+    red = [p for p in _rects(ax_map) if to_rgba(p.get_edgecolor()) == to_rgba(rw.ARGMAX_COLOUR)]
+    assert {
+        (round(p.get_y() + p.get_height() / 2), round(p.get_x() + p.get_width() / 2)) for p in red
+    } == winners
+    assert len(red) == len(winners)
+    # empty bins dotted, all of them off the map (x < -0.5 or y > 15.5)
+    dotted = [p for p in _rects(ax_map) if p.get_linestyle() == ":"]
+    assert len(dotted) == view.empty.sum()
+    assert all(p.get_x() + p.get_width() <= -0.5 or p.get_y() >= 15.5 for p in dotted)
+    # every output cell outlined in its bin's colour (green/purple checkerboard)
+    h, w = view.output_size
+    outlines = {
+        (round(p.get_y() + p.get_height() / 2), round(p.get_x() + p.get_width() / 2)): p
+        for p in _rects(ax_out)
+        if not p.get_hatch()
+    }
+    assert len(outlines) == h * w
+    for (i, j), p in outlines.items():
+        assert to_rgba(p.get_edgecolor()) == to_rgba(rw.BIN_COLOURS[(i + j) % 2])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "argmax cell of a bin" in labels and "outside the map" in labels
     assert draw_roi_pool_view(view, fig) is fig  # redraws into the same figure
+
+
+def test_roi_pool_readout_is_the_call_that_computes_it():
+    view = roi_pool_view(demo_feature_map(16, 20), (24, 16, 96, 72), (3, 5), 1 / 8)
+    head, *rows = rw.roi_pool_readout(view).splitlines()
+    assert head.startswith(
+        "features = demo_feature_map(16, 20); roi_pool(features[None, None], "
+        "torch.tensor([[0, 24, 16, 96, 72]]), (3, 5), 1/8)[0, 0]"
+    )
+    f = demo_feature_map(16, 20)[None, None]
+    ref = torchvision.ops.roi_pool(f, torch.tensor([[0.0, 24, 16, 96, 72]]), (3, 5), 1 / 8)
+    assert [[float(v) for v in r.split()] for r in rows] == ref[0, 0].tolist()
 
 
 BOXES = [(24, 20, 100, 76), (60, 30, 150, 110), (8, 8, 40, 40), (-30, -30, 10, 10)]
@@ -134,22 +196,28 @@ def test_draw_backward_view():
     fig = draw_roi_backward_view(view)
     ax_map, ax_out = fig.axes
     assert f"cell (y={view.target[0]}, x={view.target[1]})" in ax_map.get_title()
-    assert any(line.get_marker() == "*" for line in ax_map.lines)
+    assert not ax_map.lines  # the target is outlined, not starred over its digit
+    orange = [p for p in _rects(ax_map) if to_rgba(p.get_edgecolor()) == to_rgba(rw.TARGET_COLOUR)]
+    cells = [p for p in orange if abs(p.get_width() - 1.12) < 1e-9]  # the outlined cell
+    assert len(cells) == 1
+    p = cells[0]
+    assert (p.get_y() + 0.56, p.get_x() + 0.56) == pytest.approx(view.target)
     assert f"{len(view.shared_cells)} cells shared" in ax_out.get_title()
+    assert "picked output's gradient" in [t.get_text() for t in fig.legends[0].get_texts()]
+    # the RoI that leaves the map (-30, -30, 10, 10) is drawn: the view extends above and left
+    assert ax_map.get_xlim()[0] < -3.5 and min(ax_map.get_ylim()) < -3.5
 
 
-def test_widgets_build_and_update(monkeypatch):
+def _readout_matrix(ui):
+    text = html.unescape(re.sub("<[^>]+>", "", ui.children[2].value))
+    return text.splitlines()
+
+
+def test_roi_pool_widget_controls_and_output():
     pytest.importorskip("ipywidgets")
-    calls = []
-    monkeypatch.setattr(
-        rw, "draw_roi_pool_view", lambda view, fig=None: calls.append(view) or Figure()
-    )
-    monkeypatch.setattr(
-        rw, "draw_roi_backward_view", lambda view, fig=None: calls.append(view) or Figure()
-    )
     ui = rw.roi_pool_widget()
-    sliders = ui.children[0].children + ui.children[1].children
-    assert [s.description for s in sliders] == [
+    controls = ui.children[0].children
+    assert [c.description for c in controls] == [
         "x1 (px)",
         "y1 (px)",
         "x2 (px)",
@@ -158,11 +226,67 @@ def test_widgets_build_and_update(monkeypatch):
         "w (bins)",
         "spatial_scale",
     ]
-    sliders[4].value = 4  # h: the callback recomputes the view
-    assert calls[-1].output_size == (4, 5) and calls[-1].pooled.shape == (4, 5)
-    sliders[6].value = "1/4"
-    assert calls[-1].spatial_scale == 1 / 4 and calls[-1].features.shape == (32, 40)
-    ui = rw.roi_backward_widget(BOXES)
+    assert all(c.style.description_width == rw.LABEL_WIDTH for c in controls)  # full labels
+    assert "minmax(" in ui.children[0].layout.grid_template_columns  # a grid that wraps
+    x1, y1, x2, y2, h, w, scale = controls
+    assert [c.step for c in (x1, y1, x2, y2)] == [8, 8, 8, 8]  # one feature cell at 1/8
+    before = (x1.value, ui.children[1].children[0].value)
+    x1.value += x1.step
+    assert ui.children[1].children[0].value != before[1]  # the picture changed
+    scale.value = "1/4"
+    assert [c.step for c in (x1, y1, x2, y2)] == [4, 4, 4, 4]
+    scale.value = "1/16"
+    assert all(c.value % 16 == 0 for c in (x1, y1, x2, y2))  # snapped to whole cells
+    h.value = 4
+    # the printed output is roi_pool's, for the values the controls show
+    box = [float(c.value) for c in (x1, y1, x2, y2)]
+    f = demo_feature_map(*rw.feature_size(rw.IMAGE_SIZE, 1 / 16))[None, None]
+    ref = torchvision.ops.roi_pool(f, torch.tensor([[0.0, *box]]), (4, w.value), 1 / 16)
+    head, *rows = _readout_matrix(ui)
+    assert f"[[0, {', '.join(f'{c:g}' for c in box)}]]), (4, {w.value}), 1/16)" in head
+    assert [[float(v) for v in r.split()] for r in rows] == ref[0, 0].tolist()
+
+
+def test_roi_pool_widget_step_is_fast():
+    """A slider step re-pools and redraws in well under half a second (median of 3 steps)."""
+    pytest.importorskip("ipywidgets")
+    ui = rw.roi_pool_widget()
+    x2 = ui.children[0].children[2]
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        x2.value -= x2.step
+        times.append(time.perf_counter() - start)
+    assert sorted(times)[1] < 0.5, times
+
+
+def test_roi_backward_widget_bins_follow_the_grid():
+    pytest.importorskip("ipywidgets")
+    boxes = [(24, 20, 100, 76), (60, 30, 150, 110), (8, 8, 40, 40)]
+    ui = rw.roi_backward_widget(boxes)
     size, roi, row, col = ui.children[0].children
-    roi.value, row.value = 2, 6  # a bin row beyond h - 1 is clamped
-    assert calls[-1].picked == (2, 2, 0)
+    assert (row.max, col.max) == (2, 2)  # h = w = 3
+    size.value = 5
+    assert (row.max, col.max) == (4, 4)
+    roi.value, row.value, col.value = 1, 4, 3
+    size.value = 2  # the picked bin is clamped into the smaller grid
+    assert (row.max, col.max, row.value, col.value) == (1, 1, 1, 1)
+    text = _readout_matrix(ui)[0]
+    forward = roi_pool_view(demo_feature_map(16, 20), boxes[1], (2, 2), 1 / 8)
+    y, x = forward.argmax[1, 1]
+    assert "output (RoI 1, bin 1,1) of RoI 1 = (60, 30, 150, 110) px" in text
+    assert f"value {forward.pooled[1, 1]:.0f}; its gradient goes to cell (y={y}, x={x})" in text
+
+
+def test_widgets_display_a_picture_and_no_widget_repr():
+    pytest.importorskip("ipywidgets")
+    from fastrcnn_lite.widget_display import RUN_NOTE
+
+    for ui in (rw.roi_pool_widget(), rw.roi_backward_widget(BOXES)):
+        bundle = ui._repr_mimebundle_()
+        assert bundle["text/plain"] == RUN_NOTE
+        assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == ui.model_id
+        picture = PIL.Image.open(io.BytesIO(base64.b64decode(bundle["image/png"])))
+        map_png, out_png = (PIL.Image.open(io.BytesIO(im.value)) for im in ui.children[1].children)
+        assert picture.width >= map_png.width + out_png.width  # both figures, side by side
+        assert picture.height > max(map_png.height, out_png.height)  # under the note lines
