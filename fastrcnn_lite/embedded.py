@@ -53,7 +53,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
@@ -64,7 +63,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .cli import UserError
 from .config import Config, project_dir, resolve_path
+from .voc import CLASSES_FILE, read_classes
 
 __all__ = [
     "CLASSES",
@@ -510,16 +511,16 @@ def _readme(manifest: dict, stats: dict) -> str:
 
 def _check_counts(seed, num_trainval, num_test, year) -> None:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int; got {seed!r}.")
+        raise UserError(f"seed must be a non-negative int; got {seed!r}.")
     for name, n in (("num_trainval", num_trainval), ("num_test", num_test)):
         if (
             isinstance(n, bool)
             or not isinstance(n, (int, np.integer))
             or not 2 <= n <= MAX_IMAGES_PER_SPLIT
         ):
-            raise ValueError(f"{name} must be an int in [2, {MAX_IMAGES_PER_SPLIT}]; got {n!r}.")
+            raise UserError(f"{name} must be an int in [2, {MAX_IMAGES_PER_SPLIT}]; got {n!r}.")
     if not str(year).isdigit():
-        raise ValueError(f"year must be a string of digits such as '2007'; got {year!r}.")
+        raise UserError(f"year must be a string of digits such as '2007'; got {year!r}.")
 
 
 def generate(
@@ -554,7 +555,7 @@ def generate(
     devkit = root / "VOCdevkit"
     target = devkit / f"VOC{year}"
     if target.exists() and read_manifest(root, year) is None:
-        raise ValueError(
+        raise UserError(
             f"{target} exists but was not written by fastrcnn_lite.embedded (no {MANIFEST}); "
             "refusing to overwrite it. Is it real PASCAL VOC? Point root elsewhere, e.g. data/embedded."
         )
@@ -613,6 +614,7 @@ def _write_tree(
     order = np.random.default_rng(np.random.SeedSequence([seed, 2])).permutation(num_trainval)
     ids["train"] = sorted(ids["trainval"][i] for i in order[: num_trainval // 2])
     ids["val"] = sorted(ids["trainval"][i] for i in order[num_trainval // 2 :])
+    _write_classes(out)
     for split in ("trainval", "train", "val", "test"):
         (sets / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids[split]))
         for c in CLASSES:
@@ -624,12 +626,21 @@ def _write_tree(
     }
 
 
+def _write_classes(vdir: Path) -> None:
+    """``VOC<year>/classes.txt``: the class list, read back by ``voc.read_classes`` (so a copy of
+    the dataset anywhere knows its classes)."""
+    from .checkpoint import atomic_write
+
+    text = "".join(f"{name}\n" for name in CLASSES).encode()
+    atomic_write(vdir / CLASSES_FILE, lambda f: f.write(text))
+
+
 def _move_into_place(tmp: Path, target: Path, manifest: dict) -> None:
     """Replace ``target`` by ``tmp``; tolerate another process finishing the same job first."""
     for _ in range(3):
         if target.exists():
             if read_manifest(target.parent.parent, manifest["year"]) is None:
-                raise ValueError(
+                raise UserError(
                     f"{target} appeared and was not written by fastrcnn_lite.embedded; not replacing it."
                 )
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
@@ -688,6 +699,13 @@ def ensure_embedded(
     root = resolve_path(cfg.data_root)
     manifest = _manifest(int(seed), int(num_trainval), int(num_test), str(cfg.year))
     if _is_complete(root, manifest):
+        vdir = root / "VOCdevkit" / f"VOC{cfg.year}"
+        try:
+            stored = read_classes(root, cfg.year)
+        except ValueError:  # a damaged classes.txt
+            stored = None
+        if stored != CLASSES:  # a tree generated before classes.txt existed, or a damaged one
+            _write_classes(vdir)
         return root
     start = time.perf_counter()
     generate(root, seed=seed, num_trainval=num_trainval, num_test=num_test, year=cfg.year)
@@ -786,4 +804,6 @@ def save_samples_figure(
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from fastrcnn_lite.cli import run
+
+    run(main)

@@ -34,6 +34,7 @@ from .backbones import Backbone, alexnet_backbone, small_backbone, vgg16_backbon
 from .boxes import box_iou, clip_boxes_to_image
 from .checkpoint import atomic_save, cache_path, load_checkpoint
 from .config import Config
+from .data import dataset_digest
 from .progress import tqdm
 from .warp import warp_regions
 
@@ -296,9 +297,12 @@ def pretrained_backbone(
             "pretrained_backbone needs train_ds for the small backbone (it is pre-trained on the "
             "training split's regions); pass the dataset from load_datasets(cfg)."
         )
+    # The key covers the training data itself (ids, annotations and image bytes): a dataset
+    # regenerated at the same root trains a new network instead of loading a stale one.
     path = cache_path(
-        cfg, "pretrained", only=PRETRAIN_FIELDS, num_images=len(train_ds), iters=iters, version=1
-    )
+        cfg, "pretrained", only=PRETRAIN_FIELDS, data=dataset_digest(train_ds), iters=iters,
+        version=2,
+    )  # fmt: skip
     backbone = new_backbone(cfg)
     if path.is_file():
         state = load_checkpoint(path)

@@ -757,7 +757,7 @@ def main(argv: list[str] | None = None) -> int:
     # fastrcnn_lite.proposals._compute_file, not __main__._compute_file (python -m ...).
     from . import data
     from . import proposals as module
-    from .voc import VOC_CLASSES, VOCDataset
+    from .voc import VOCDataset
 
     parser = argparse.ArgumentParser(
         description="Compute and cache selective-search proposals, then print their recall."
@@ -790,12 +790,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config.embedded() if args.profile == "embedded" else Config()
     if args.data_root is not None:
         cfg = cfg.replace(data_root=args.data_root)
-    if data._is_embedded(cfg):
-        from . import embedded
-
-        root, classes = embedded.ensure_embedded(cfg), embedded.CLASSES
-    else:
-        root, classes = resolve_path(cfg.data_root), VOC_CLASSES
+    root = data.dataset_root(cfg)  # the embedded data is generated there if it is missing
+    classes = data.read_classes(root, cfg.year)  # the dataset's own (classes.txt, else VOC's)
     splits = (cfg.train_set, cfg.test_set) if args.split == "all" else (args.split,)
     for split in splits:
         dataset = VOCDataset(root, cfg.year, split, classes)

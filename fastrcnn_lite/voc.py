@@ -9,6 +9,15 @@ Layout read::
     <root>/VOCdevkit/VOC<year>/JPEGImages/<id>.jpg
     <root>/VOCdevkit/VOC<year>/Annotations/<id>.xml
     <root>/VOCdevkit/VOC<year>/ImageSets/Main/<image_set>.txt
+    <root>/VOCdevkit/VOC<year>/classes.txt      (optional: the dataset's class names, one a line)
+
+What a dataset's classes are comes from the dataset: ``classes.txt`` when the tree has one (the
+embedded generator writes it), else PASCAL VOC's 20. So a copy of a dataset at another path
+reads the same, and :func:`read_classes` is the one place that decides it.
+
+Errors on bad data name the file and the field (``Annotations/000005.xml object 2 (dog):
+<xmin> must be a number; got 'abc'``); they are :class:`~fastrcnn_lite.cli.UserError`, so a
+command prints them as one line.
 
 Boxes come out in the package's continuous pixel convention (see ``fastrcnn_lite.boxes``):
 the VOC 1-based inclusive corners are converted by :func:`~fastrcnn_lite.boxes.voc_to_xyxy`
@@ -17,6 +26,7 @@ here and nowhere else.
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -26,8 +36,18 @@ from PIL import Image
 from torch import Tensor
 
 from .boxes import voc_to_xyxy
+from .cli import UserError
 
-__all__ = ["VOC_CLASSES", "VOCDataset", "read_annotation", "voc_dir", "DOWNLOAD_HINT"]
+__all__ = [
+    "VOC_CLASSES",
+    "CLASSES_FILE",
+    "VOCDataset",
+    "read_annotation",
+    "read_classes",
+    "read_split",
+    "voc_dir",
+    "DOWNLOAD_HINT",
+]
 
 # The 20 PASCAL VOC classes in the standard order; label i + 1 is VOC_CLASSES[i], 0 = background.
 VOC_CLASSES = (
@@ -42,16 +62,100 @@ DOWNLOAD_HINT = (
 )
 
 
+CLASSES_FILE = "classes.txt"  # in VOC<year>/: the dataset's class names, one a line
+
+
 def voc_dir(root: str | Path, year: str) -> Path:
     """``<root>/VOCdevkit/VOC<year>``."""
     return Path(root) / "VOCdevkit" / f"VOC{year}"
 
 
+def read_classes(root: str | Path, year: str = "2007") -> tuple[str, ...]:
+    """The class names of the dataset at ``<root>/VOCdevkit/VOC<year>``, in label order.
+
+    ``classes.txt`` in that folder (one name a line, as the embedded generator writes it) when
+    it exists, else :data:`VOC_CLASSES`. Label i + 1 is ``classes[i]``; 0 is background.
+
+    Raises:
+        UserError: ``classes.txt`` is empty, or names a class twice or with spaces.
+    """
+    path = voc_dir(root, str(year)) / CLASSES_FILE
+    if not path.is_file():
+        return VOC_CLASSES
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if not names or repeated or any(len(n.split()) != 1 for n in names):
+        problem = (
+            "no class name"
+            if not names
+            else f"{repeated} more than once"
+            if repeated
+            else "a name with spaces"
+        )
+        raise UserError(
+            f"{path} lists {problem}; expected one class name per line, each once, in label order "
+            f"(label 1 first). Fix the file, or delete it to use the 20 PASCAL VOC classes."
+        )
+    return tuple(names)
+
+
+def read_split(path: str | Path) -> list[str]:
+    """The image ids of a split file (``ImageSets/Main/<image_set>.txt``), one a line.
+
+    Raises:
+        FileNotFoundError: no such file.
+        UserError: the file lists no id, or an id twice (the message names the file, the ids
+            and their line numbers): a repeated image would be counted twice in training and
+            evaluation.
+    """
+    path = Path(path)
+    ids, first_line, repeats = [], {}, []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        image_id = fields[0]  # VOC's <class>_<split>.txt files add a flag after the id
+        if image_id in first_line:
+            repeats.append(f"{image_id!r} (lines {first_line[image_id]} and {lineno})")
+        else:
+            first_line[image_id] = lineno
+        ids.append(image_id)
+    if not ids:
+        raise UserError(
+            f"Split file {path} lists no image id; expected one id per line (e.g. 000005). "
+            "Is the file truncated? Download or generate the dataset again."
+        )
+    if repeats:
+        shown = ", ".join(repeats[:5]) + (
+            f" and {len(repeats) - 5} more" if len(repeats) > 5 else ""
+        )
+        raise UserError(
+            f"Split file {path} lists an image id more than once: {shown}. Each image must appear "
+            "once; remove the repeated lines (were two split files concatenated?)."
+        )
+    return ids
+
+
 def _text(node: ET.Element, tag: str, where: str) -> str:
     child = node.find(tag)
-    if child is None or child.text is None:
-        raise ValueError(f"{where}: missing <{tag}>.")
+    if child is None or child.text is None or not child.text.strip():
+        raise UserError(f"{where}: missing <{tag}>.")
     return child.text.strip()
+
+
+def _number(node: ET.Element, tag: str, where: str, kind: type = float):
+    """The number in ``<tag>``; an error naming the file, the object and the field otherwise."""
+    text = _text(node, tag, where)
+    what = "an integer" if kind is int else "a number"
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"{where}: <{tag}> must be {what}; got {text!r}.") from None
+    if not math.isfinite(value) or (kind is int and not value.is_integer()):
+        raise UserError(
+            f"{where}: <{tag}> must be {'a finite number' if kind is float else what}; got {text!r}."
+        )
+    return int(value) if kind is int else value
 
 
 def read_annotation(path: str | Path, classes: tuple[str, ...] = VOC_CLASSES) -> dict:
@@ -68,33 +172,35 @@ def read_annotation(path: str | Path, classes: tuple[str, ...] = VOC_CLASSES) ->
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as e:
-        raise ValueError(f"Malformed annotation XML {path}: {e}") from e
+        raise UserError(f"Malformed annotation XML {path}: {e}") from e
     where = str(path)
     size = root.find("size")
     if size is None:
-        raise ValueError(f"{where}: missing <size>.")
-    width, height = int(_text(size, "width", where)), int(_text(size, "height", where))
+        raise UserError(f"{where}: missing <size>.")
+    width = _number(size, "width", f"{where} <size>", int)
+    height = _number(size, "height", f"{where} <size>", int)
     boxes, labels, difficult = [], [], []
     for k, obj in enumerate(root.iter("object")):
         name = _text(obj, "name", f"{where} object {k}")
         if name not in classes:
-            raise ValueError(
-                f"{where} object {k}: unknown class {name!r}; expected one of {list(classes)}."
+            raise UserError(
+                f"{where} object {k}: unknown class {name!r}; expected one of {list(classes)}. "
+                f"A dataset with classes of its own lists them, one a line, in "
+                f"{path.parent.parent / CLASSES_FILE}."
             )
         bb = obj.find("bndbox")
         if bb is None:
-            raise ValueError(f"{where} object {k} ({name}): missing <bndbox>.")
+            raise UserError(f"{where} object {k} ({name}): missing <bndbox>.")
         corners = [
-            float(_text(bb, t, f"{where} object {k} ({name})"))
-            for t in ("xmin", "ymin", "xmax", "ymax")
+            _number(bb, t, f"{where} object {k} ({name})") for t in ("xmin", "ymin", "xmax", "ymax")
         ]
         xmin, ymin, xmax, ymax = corners
         if xmax < xmin or ymax < ymin:
-            raise ValueError(
+            raise UserError(
                 f"{where} object {k} ({name}): box {corners} has xmax < xmin or ymax < ymin."
             )
         if xmin < 1 or ymin < 1 or xmax > width or ymax > height:
-            raise ValueError(
+            raise UserError(
                 f"{where} object {k} ({name}): box {corners} lies outside the {width}x{height} image "
                 "(VOC corners are 1-based: 1 <= xmin <= xmax <= width)."
             )
@@ -119,8 +225,8 @@ class VOCDataset(torch.utils.data.Dataset):
         root: the folder that contains ``VOCdevkit/``.
         year: ``"2007"``, ``"2012"``, ... (the ``VOC<year>`` folder).
         image_set: the split file under ``ImageSets/Main`` (``train``, ``val``, ``trainval``, ``test``).
-        classes: class names in label order (label i + 1 = classes[i]); VOC's 20 by default,
-            ``fastrcnn_lite.embedded.CLASSES`` for the embedded dataset.
+        classes: class names in label order (label i + 1 = classes[i]); None (default): the
+            dataset's own, from :func:`read_classes` (``classes.txt`` in the tree, else VOC's 20).
 
     ``dataset[i]`` returns ``(image, target)``: image Tensor[3, H, W] float32 in [0, 1] and the
     dict of :func:`read_annotation`.
@@ -131,12 +237,11 @@ class VOCDataset(torch.utils.data.Dataset):
         root: str | Path,
         year: str = "2007",
         image_set: str = "trainval",
-        classes: tuple[str, ...] = VOC_CLASSES,
+        classes: tuple[str, ...] | None = None,
     ):
         self.root = Path(root)
         self.year = str(year)
         self.image_set = image_set
-        self.classes = tuple(classes)
         self.dir = voc_dir(root, self.year)
         if not self.dir.is_dir():
             raise FileNotFoundError(
@@ -150,7 +255,8 @@ class VOCDataset(torch.utils.data.Dataset):
             raise FileNotFoundError(
                 f"No split file {split}; splits found there: {have}. {DOWNLOAD_HINT}"
             )
-        self.ids = [line.strip() for line in split.read_text().splitlines() if line.strip()]
+        self.ids = read_split(split)
+        self.classes = tuple(read_classes(root, self.year) if classes is None else classes)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -176,15 +282,18 @@ class VOCDataset(torch.utils.data.Dataset):
         try:
             with Image.open(path) as im:
                 array = np.asarray(im.convert("RGB"))  # (H, W, 3) uint8
-        except OSError as e:
-            raise ValueError(f"Cannot decode image {path}: {e}") from e
+        except OSError as e:  # "image file is truncated", "cannot identify image file"
+            raise UserError(
+                f"Cannot decode image {path}: {e}. Replace it with a complete copy (download or "
+                "generate the dataset again)."
+            ) from e
         return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255)  # (3, H, W)
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict]:
         target = self.load_target(index)
         image = self.load_image(index)
         if tuple(image.shape[1:]) != target["size"]:
-            raise ValueError(
+            raise UserError(
                 f"{self.image_path(index)}: image is {image.shape[2]}x{image.shape[1]} but its annotation says "
                 f"{target['size'][1]}x{target['size'][0]} (width x height)."
             )

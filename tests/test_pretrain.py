@@ -90,3 +90,24 @@ def test_pretrain_errors(tmp_path):
         pretrained_backbone(Config.embedded(backbone="resnet"), None)
     with pytest.raises(FileNotFoundError, match="Weights file not found"):
         pretrained_backbone(Config(backbone="alexnet"), None, weights=str(tmp_path / "missing.pth"))
+
+
+def test_pretrained_cache_key_follows_the_training_data(tmp_path):
+    """A dataset regenerated at the same root (another seed) trains a new network; the same
+    bytes again load the cached one (issue 9: the key used only the number of images)."""
+    from fastrcnn_lite import embedded
+    from fastrcnn_lite.voc import VOCDataset
+
+    root = tmp_path / "emb"
+    cfg = Config.embedded(cache_dir=str(tmp_path / "cache"), data_root=str(root))
+
+    def train_on(seed):
+        embedded.generate(root, seed=seed, num_trainval=2, num_test=2)
+        pretrained_backbone(cfg, VOCDataset(root, "2007", "trainval"), progress=False, iters=1)
+        return sorted(p.name for p in (tmp_path / "cache").glob("pretrained-*.pt"))
+
+    first = train_on(0)
+    assert len(first) == 1
+    second = train_on(1)  # same root, same number of images, other images and boxes
+    assert len(second) == 2
+    assert train_on(0) == second  # byte-identical data: the first network is reused

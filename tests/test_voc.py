@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fastrcnn_lite.voc import VOC_CLASSES, VOCDataset, read_annotation
+from fastrcnn_lite.voc import VOC_CLASSES, VOCDataset, read_annotation, read_classes
 
 from .helpers import micro_root, write_voc_tree
 
@@ -103,3 +103,85 @@ def test_image_without_objects(tmp_path):
     root = write_voc_tree(tmp_path, {"b": ((30, 40), [])})
     _, target = VOCDataset(root)[0]
     assert target["boxes"].shape == (0, 4) and target["labels"].shape == (0,)
+
+
+# --- bad real data names the file and the field (issue 9) ------------------------------------
+
+
+def _xml(root, image_id):
+    return root / "VOCdevkit/VOC2007/Annotations" / f"{image_id}.xml"
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (
+            "<xmin>1</xmin>",
+            "<xmin>abc</xmin>",
+            r"a\.xml object 0 \(dog\): <xmin> must be a number; got 'abc'",
+        ),
+        (
+            "<ymax>20</ymax>",
+            "<ymax>nan</ymax>",
+            r"a\.xml object 0 \(dog\): <ymax> must be a finite number; got 'nan'",
+        ),
+        (
+            "<width>40</width>",
+            "<width>forty</width>",
+            r"a\.xml <size>: <width> must be an integer; got 'forty'",
+        ),
+        ("<height>30</height>", "<height></height>", r"a\.xml <size>: missing <height>"),
+    ],
+)
+def test_non_numeric_fields_name_file_object_and_field(tmp_path, old, new, message):
+    root = write_voc_tree(tmp_path, {"a": ((30, 40), [("dog", 1, 5, 10, 20, 0)])})
+    path = _xml(root, "a")
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+    with pytest.raises(ValueError, match=message):
+        VOCDataset(root).load_target(0)
+
+
+def test_sizes_written_as_floats_still_read(tmp_path):
+    root = write_voc_tree(tmp_path, {"a": ((30, 40), [("dog", 1, 5, 10, 20, 0)])})
+    path = _xml(root, "a")
+    path.write_text(path.read_text().replace("<width>40</width>", "<width>40.0</width>"))
+    assert VOCDataset(root).load_target(0)["size"] == (30, 40)
+
+
+def test_truncated_jpeg_names_the_image(tmp_path):
+    root = write_voc_tree(tmp_path, {"a": ((30, 40), [])})
+    jpg = root / "VOCdevkit/VOC2007/JPEGImages/a.jpg"
+    jpg.write_bytes(jpg.read_bytes()[: jpg.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"Cannot decode image .*a\.jpg: image file is truncated"):
+        VOCDataset(root).load_image(0)
+
+
+def test_split_file_with_repeated_or_no_ids_is_refused(tmp_path):
+    root = write_voc_tree(tmp_path, {"a": ((30, 40), []), "b": ((30, 40), [])})
+    split = root / "VOCdevkit/VOC2007/ImageSets/Main/trainval.txt"
+    split.write_text("a\nb\n\na\n")
+    with pytest.raises(
+        ValueError, match=r"trainval\.txt lists an image id more than once: 'a' \(lines 1 and 4\)"
+    ):
+        VOCDataset(root)
+    split.write_text("\n  \n")
+    with pytest.raises(ValueError, match=r"Split file .*trainval\.txt lists no image id"):
+        VOCDataset(root)
+
+
+def test_classes_come_from_the_dataset(tmp_path):
+    root = write_voc_tree(tmp_path, {"a": ((30, 40), [("star", 2, 2, 9, 9, 0)])})
+    assert VOCDataset(root).classes == VOC_CLASSES  # no classes.txt: VOC's 20
+    with pytest.raises(ValueError, match=r"unknown class 'star'.*classes\.txt"):
+        VOCDataset(root).load_target(0)
+    (root / "VOCdevkit/VOC2007/classes.txt").write_text("circle\nstar\n")
+    ds = VOCDataset(root)
+    assert ds.classes == ("circle", "star") and read_classes(root) == ("circle", "star")
+    assert ds.load_target(0)["labels"].tolist() == [2]
+    assert VOCDataset(root, classes=("star",)).load_target(0)["labels"].tolist() == [
+        1
+    ]  # explicit wins
+    (root / "VOCdevkit/VOC2007/classes.txt").write_text("circle\nstar\ncircle\n")
+    with pytest.raises(ValueError, match=r"classes\.txt lists \['circle'\] more than once"):
+        VOCDataset(root)
