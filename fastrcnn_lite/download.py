@@ -8,15 +8,23 @@ What happens for each archive (URLs, file names and md5 sums come from torchvisi
 ``torchvision.datasets.voc.DATASET_YEAR_DICT``, never re-typed here):
 
 1. If ``<root>/VOCdevkit/VOC<year>`` already holds the split (its list file and every image and
-   annotation it names), nothing is done.
+   annotation it names) *and* the archive's completion marker
+   ``<root>/VOCdevkit/.extracted-<file>`` exists, nothing is done.
 2. Else, if ``<root>/downloads/<file>`` exists and its md5 matches, it is extracted again.
 3. Else it is downloaded to ``<root>/downloads/<file>.part``. An existing ``.part`` file is
    resumed with an HTTP ``Range: bytes=<size>-`` request; a server that ignores the range
-   (answers 200 with the whole file) makes the download restart from byte 0.
+   (answers 200 with the whole file) makes the download restart from byte 0. A connection that
+   drops (an error, or fewer bytes than the announced ``Content-Length``) keeps the ``.part``
+   file and resumes from where it stopped, up to ``retries`` times; after that the command
+   stops with the ``.part`` kept, and the next run resumes it. A short file is never md5-checked
+   (so never deleted as corrupt).
 4. The md5 of the finished ``.part`` is checked. Only a match renames it to ``<file>``; a
    mismatch deletes the ``.part`` (so the next run downloads afresh) and raises ValueError.
 5. The tar archive is checked member by member (no absolute paths, no ``..``, no links that
    leave the folder, no device files) and extracted into ``<root>`` with ``filter="data"``.
+   The completion marker is deleted first and written last, after every extracted file has
+   been checked against its size in the archive: an extraction that is killed midway leaves
+   no marker, so the next run extracts again instead of trusting a truncated file.
 
 Command line::
 
@@ -28,22 +36,26 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
+import json
 import os
 import posixpath
 import re
-import sys
 import tarfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
+from .checkpoint import atomic_write
+from .cli import UserError
 from .progress import tqdm
 from .voc import voc_dir
 
 __all__ = [
     "archive_for",
     "split_present",
+    "extraction_marker",
     "md5sum",
     "download_file",
     "extract_archive",
@@ -64,6 +76,9 @@ _ARCHIVE_KEYS = {
 }
 DEFAULT_IMAGE_SETS = {"2007": ("trainval", "test"), "2012": ("trainval",)}
 CHUNK_SIZE = 1 << 20  # bytes read per step of the download loop
+RETRIES = 3  # resumptions of a dropped connection within one run
+# A connection that breaks mid-body: reset, timeout, the server closing early.
+_DROPPED = (ConnectionError, TimeoutError, http.client.IncompleteRead, urllib.error.URLError)
 
 
 def archive_for(year: str, image_set: str) -> dict:
@@ -76,19 +91,29 @@ def archive_for(year: str, image_set: str) -> dict:
             hint = " VOC2012 test annotations are not public (the evaluation server scores them)."
         else:
             hint = ""
-        raise ValueError(
+        raise UserError(
             f"No VOC archive for year={year!r}, image_set={image_set!r}; supported: "
             f"{sorted(_ARCHIVE_KEYS)}.{hint}"
         )
     return DATASET_YEAR_DICT[key]
 
 
+def extraction_marker(root: str | Path, archive_name: str) -> Path:
+    """``<root>/VOCdevkit/.extracted-<archive_name>``: written only after a complete extraction."""
+    return Path(root) / "VOCdevkit" / f".extracted-{archive_name}"
+
+
 def split_present(root: str | Path, year: str, image_set: str) -> bool:
     """True if ``<root>/VOCdevkit/VOC<year>`` has the split's list file and all its files.
 
-    Every id listed in ``ImageSets/Main/<image_set>.txt`` must have its ``JPEGImages/<id>.jpg``
-    and ``Annotations/<id>.xml``, so a half-finished extraction is not taken for a finished one.
+    The archive that holds the split must carry its completion marker
+    (:func:`extraction_marker`, written after every member was extracted and checked by size),
+    and every id listed in ``ImageSets/Main/<image_set>.txt`` must have its
+    ``JPEGImages/<id>.jpg`` and ``Annotations/<id>.xml``: a killed extraction is never taken
+    for a finished one, even when its truncated files are all there.
     """
+    if not extraction_marker(root, archive_for(year, image_set)["filename"]).is_file():
+        return False
     folder = voc_dir(root, year)
     split = folder / "ImageSets" / "Main" / f"{image_set}.txt"
     if not split.is_file():
@@ -131,6 +156,7 @@ def download_file(
     urlopen: Callable = urllib.request.urlopen,
     progress: bool = True,
     timeout: float = 60.0,
+    retries: int = RETRIES,
     log: Callable[[str], None] = print,
 ) -> Path:
     """Download ``url`` to ``dest`` through ``<dest>.part``, resuming, and check its md5.
@@ -143,13 +169,15 @@ def download_file(
             ``status`` (200 full body, 206 partial) and ``headers``; ``urllib.request.urlopen`` by
             default, a fake in the tests.
         progress: show a tqdm bar.
+        retries: how many times a dropped connection is resumed within this call.
         log: where one-line messages go.
 
     Returns:
         ``dest``.
 
     Raises:
-        ValueError: the md5 of the downloaded file does not match (the ``.part`` is deleted).
+        UserError (a ValueError): the md5 of the complete file does not match (the ``.part`` is
+            deleted), or the connection kept dropping (the ``.part`` is kept for the next run).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +185,46 @@ def download_file(
     offset = part.stat().st_size if part.is_file() else 0
     if offset:
         log(f"resuming {dest.name} from byte {offset:,}")
+    drops = 0
+    while True:
+        try:
+            done = _fetch_into(url, part, urlopen, timeout, progress, dest.name, log)
+        except _DROPPED as e:
+            if isinstance(e, urllib.error.HTTPError):
+                raise
+            done, why = False, f"{type(e).__name__}: {e}"
+        else:
+            why = "the server closed the connection early"
+        if done:
+            break
+        drops += 1
+        size = part.stat().st_size if part.is_file() else 0
+        if drops > retries:
+            raise UserError(
+                f"Download of {dest.name} from {url} keeps breaking ({why}); kept the "
+                f"{size:,} bytes received in {part}. Run the command again to resume from there."
+            )
+        log(f"{dest.name}: connection dropped at byte {size:,} ({why}); resuming")
+    actual = md5sum(part)
+    if actual != md5:
+        size = part.stat().st_size
+        part.unlink()
+        raise UserError(
+            f"Corrupt download {dest.name} from {url}: md5 {actual} ({size:,} bytes) but expected {md5}. "
+            f"Deleted {part} and did not extract it; run the command again to download it afresh."
+        )
+    os.replace(part, dest)
+    return dest
+
+
+def _fetch_into(url, part: Path, urlopen, timeout, progress, name, log) -> bool:
+    """One request appending to ``part`` from its current size; True when the body is complete.
+
+    False when fewer bytes came than ``Content-Length`` announced (the bytes received stay in
+    ``part``); a dropped connection raises (and the bytes received also stay).
+    """
     for _attempt in range(2):  # a second try only after a 206 that starts at the wrong byte
+        offset = part.stat().st_size if part.is_file() else 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         request = urllib.request.Request(url, headers=headers)
         try:
@@ -165,54 +232,44 @@ def download_file(
         except urllib.error.HTTPError as e:
             if e.code == 416 and offset:  # range starts at/after the end: .part is complete
                 e.close()
-                break
+                return True
             raise
         with response:
             status = _status(response)
             if offset and status == 206:
                 match = re.match(r"bytes (\d+)-", _header(response, "Content-Range") or "")
                 if match and int(match.group(1)) != offset:
-                    log(
-                        f"server resumed {dest.name} at byte {match.group(1)}, not {offset}: restarting"
-                    )
+                    log(f"server resumed {name} at byte {match.group(1)}, not {offset}: restarting")
                     part.unlink()
-                    offset = 0
                     continue
                 mode = "ab"
             elif status in (200, 206):
                 if offset:
-                    log(f"server ignored the range request for {dest.name}: restarting from byte 0")
+                    log(f"server ignored the range request for {name}: restarting from byte 0")
                 offset, mode = 0, "wb"
             else:
-                raise ValueError(f"Unexpected HTTP status {status} while downloading {url}.")
+                raise UserError(f"Unexpected HTTP status {status} while downloading {url}.")
             length = _header(response, "Content-Length")
-            total = offset + int(length) if length and length.isdigit() else None
+            expected = int(length) if length and length.isdigit() else None
+            received = 0
             with (
                 open(part, mode) as f,
                 tqdm(
-                    total=total,
+                    total=None if expected is None else offset + expected,
                     initial=offset,
                     unit="B",
                     unit_scale=True,
                     unit_divisor=1024,
-                    desc=dest.name,
+                    desc=name,
                     disable=not progress,
                 ) as bar,
             ):
                 while block := response.read(CHUNK_SIZE):
                     f.write(block)
+                    received += len(block)
                     bar.update(len(block))
-        break
-    actual = md5sum(part)
-    if actual != md5:
-        size = part.stat().st_size
-        part.unlink()
-        raise ValueError(
-            f"Corrupt download {dest.name} from {url}: md5 {actual} ({size:,} bytes) but expected {md5}. "
-            f"Deleted {part} and did not extract it; run the command again to download it afresh."
-        )
-    os.replace(part, dest)
-    return dest
+            return expected is None or received >= expected
+    return False
 
 
 def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
@@ -236,7 +293,7 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
     elif not (member.isfile() or member.isdir()):
         bad = "a device or special file"
     if bad:
-        raise ValueError(
+        raise UserError(
             f"Unsafe member {member.name!r} in {archive}: {bad}. Nothing was extracted; the archive "
             "is not a genuine VOC tar (delete it and download again)."
         )
@@ -245,29 +302,53 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
 def extract_archive(archive: str | Path, root: str | Path) -> Path:
     """Extract a tar archive into ``root`` after checking every member; returns ``root``.
 
+    The completion marker (:func:`extraction_marker`) is removed before anything is written
+    and written last, once every regular file on disk has the size the archive gives it.
+
     Raises:
         ValueError: a member with an absolute path, ``..``, a link leaving ``root`` or a device
-            file (checked before anything is written), or a file that is not a tar archive.
+            file (checked before anything is written), a file that is not a tar archive, or an
+            extracted file whose size differs from the archive's (a full disk).
     """
     archive, root = Path(archive), Path(root)
     try:
         tar = tarfile.open(archive)
     except tarfile.TarError as e:
-        raise ValueError(
+        raise UserError(
             f"{archive} is not a readable tar archive ({e}); delete it and download again."
         ) from e
+    marker = extraction_marker(root, archive.name)
     with tar:
-        members = tar.getmembers()
+        try:
+            members = tar.getmembers()
+        except (tarfile.TarError, EOFError) as e:
+            raise UserError(
+                f"{archive} is not a readable tar archive ({e}); delete it and download again."
+            ) from e
         for member in members:
             _check_member(member, archive)
         root.mkdir(parents=True, exist_ok=True)
+        marker.unlink(missing_ok=True)  # from now on the tree is not complete
         if not hasattr(tarfile, "data_filter"):  # Python < 3.10.12 / 3.11.4: members checked above
             tar.extractall(root, members=members)
-            return root
-        try:
-            tar.extractall(root, members=members, filter="data")  # a second line of defence
-        except tarfile.FilterError as e:
-            raise ValueError(f"Unsafe member in {archive}: {e}. Extraction stopped.") from e
+        else:
+            try:
+                tar.extractall(root, members=members, filter="data")  # a second line of defence
+            except tarfile.FilterError as e:
+                raise UserError(f"Unsafe member in {archive}: {e}. Extraction stopped.") from e
+    files = [m for m in members if m.isfile()]
+    for member in files:
+        path = root / member.name
+        size = path.stat().st_size if path.is_file() else None
+        if size != member.size:
+            raise UserError(
+                f"{path} has {size if size is not None else 'no'} bytes after extracting {archive}, "
+                f"but the archive holds {member.size:,}. Is the disk full? Free space and run "
+                "the command again (it extracts again)."
+            )
+    record = {"archive": archive.name, "files": len(files), "bytes": sum(m.size for m in files)}
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(marker, lambda f: f.write((json.dumps(record) + "\n").encode()))
     return root
 
 
@@ -335,7 +416,7 @@ def download_voc(
     """
     year = str(year)
     if year not in DEFAULT_IMAGE_SETS:
-        raise ValueError(
+        raise UserError(
             f"year must be one of {sorted(DEFAULT_IMAGE_SETS)} (the VOC years the course uses); got {year!r}."
         )
     if isinstance(image_sets, str):
@@ -365,7 +446,7 @@ def download_voc(
         )
         missing = [s for s in wanted if not split_present(root, year, s)]
         if missing:
-            raise ValueError(
+            raise UserError(
                 f"{filename} was extracted into {root} but VOC{year} split(s) {missing} are still "
                 f"incomplete under {voc_dir(root, year)}; expected the archive's {entry['base_dir']} tree."
             )
@@ -408,4 +489,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from fastrcnn_lite.cli import run
+
+    run(main)

@@ -6,8 +6,10 @@ bytes are asked for), a server that ignores Range, a dropped connection, a corru
 members that try to leave the folder."""
 
 import hashlib
+import http.server
 import io
 import tarfile
+import threading
 import urllib.error
 
 import pytest
@@ -160,13 +162,27 @@ def test_dropped_connection_leaves_a_part_file_that_the_next_run_resumes(tmp_pat
     data = make_tar()
     opener = FakeOpener({URL: data}, fail_after=3 * 1024)
     dest = tmp_path / "downloads" / NAME
-    with pytest.raises(ConnectionResetError):
-        download_file(URL, dest, md5(data), urlopen=opener, progress=False, log=quiet)
+    with pytest.raises(
+        ValueError, match=r"keeps breaking \(ConnectionResetError.*kept the 3,072 bytes"
+    ):
+        download_file(URL, dest, md5(data), urlopen=opener, progress=False, log=quiet, retries=0)
     part = tmp_path / "downloads" / f"{NAME}.part"
     assert part.stat().st_size == 3 * 1024 and not dest.exists()
     download_file(URL, dest, md5(data), urlopen=opener, progress=False, log=quiet)
     assert opener.ranges == [None, "bytes=3072-"]
     assert dest.read_bytes() == data and not part.exists()
+
+
+def test_dropped_connection_is_resumed_within_the_same_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(download, "CHUNK_SIZE", 1024)
+    data = make_tar()
+    opener = FakeOpener({URL: data}, fail_after=3 * 1024)
+    messages = []
+    dest = download_file(
+        URL, tmp_path / NAME, md5(data), urlopen=opener, progress=False, log=messages.append
+    )
+    assert opener.ranges == [None, "bytes=3072-"] and dest.read_bytes() == data
+    assert any("connection dropped at byte 3,072" in m for m in messages)
 
 
 def test_server_ignoring_range_restarts_cleanly(tmp_path):
@@ -334,7 +350,7 @@ def test_download_voc_gets_both_2007_archives_then_skips(tmp_path, fake_voc2007)
 
 
 def test_already_extracted_tree_is_skipped_without_any_request(tmp_path):
-    archive = tmp_path / "t.tar"
+    archive = tmp_path / NAME  # the trainval archive's own name: its marker says it is complete
     archive.write_bytes(make_tar(splits=("trainval",)))
     extract_archive(archive, tmp_path)
 
@@ -396,3 +412,130 @@ def test_command_line_with_file_urls(tmp_path, monkeypatch, capsys):
     assert f"PASCAL VOC 2007 is in {(root / 'VOCdevkit' / 'VOC2007').resolve()}" in out
     assert "downloading file://" in out and "extracting" in out
     assert VOCDataset(root, "2007", "trainval").ids == IDS["trainval"]
+
+
+# --- a real HTTP server that drops the connection (issue 9) ------------------------------------
+
+
+class _DroppingHandler(http.server.BaseHTTPRequestHandler):
+    """Serves ``data`` with Range support; the first ``drops`` answers announce the whole
+    length but send only ``cut`` bytes, then close the connection."""
+
+    data = b""
+    cut = 0
+    drops = 1
+    ranges: list = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        rng = self.headers.get("Range")
+        type(self).ranges.append(rng)
+        start = int(rng.removeprefix("bytes=").removesuffix("-")) if rng else 0
+        body = self.data[start:]
+        self.send_response(206 if rng else 200)
+        self.send_header("Content-Length", str(len(body)))
+        if rng:
+            self.send_header(
+                "Content-Range", f"bytes {start}-{len(self.data) - 1}/{len(self.data)}"
+            )
+        self.end_headers()
+        if type(self).drops > 0:
+            type(self).drops -= 1
+            body = body[: self.cut]
+            self.close_connection = True
+        self.wfile.write(body)
+        self.wfile.flush()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def dropping_server():
+    handler = type("Handler", (_DroppingHandler,), {"ranges": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server, handler, f"http://127.0.0.1:{server.server_address[1]}/{NAME}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_server_closing_early_keeps_the_part_and_resumes(tmp_path, dropping_server):
+    """Fewer bytes than Content-Length is a dropped connection, not a corrupt file."""
+    _, handler, url = dropping_server
+    data = make_tar()
+    handler.data, handler.cut, handler.drops = data, len(data) * 9 // 10, 1
+    dest = tmp_path / "downloads" / NAME
+    part = dest.with_name(NAME + ".part")
+    with pytest.raises(
+        ValueError, match=r"keeps breaking \(the server closed the connection early"
+    ):
+        download_file(url, dest, md5(data), progress=False, log=quiet, retries=0)
+    assert part.stat().st_size == len(data) * 9 // 10 and not dest.exists()  # kept, not deleted
+    download_file(url, dest, md5(data), progress=False, log=quiet)  # the next run resumes
+    assert handler.ranges == [None, f"bytes={len(data) * 9 // 10}-"]
+    assert dest.read_bytes() == data and not part.exists()
+
+
+def test_server_closing_early_is_resumed_in_the_same_run(tmp_path, dropping_server):
+    _, handler, url = dropping_server
+    data = make_tar()
+    handler.data, handler.cut, handler.drops = data, 1000, 2  # two drops, then the rest
+    dest = download_file(url, tmp_path / NAME, md5(data), progress=False, log=quiet)
+    assert handler.ranges == [None, "bytes=1000-", "bytes=2000-"]
+    assert dest.read_bytes() == data
+
+
+# --- extraction: complete only when the marker is written last (issue 9) -------------------------
+
+
+def test_killed_extraction_is_extracted_again(tmp_path, monkeypatch, fake_voc2007):
+    data = fake_voc2007.files["https://example.invalid/2007.tar"]
+    archive = tmp_path / "downloads" / NAME
+    archive.parent.mkdir()
+    archive.write_bytes(data)  # a verified copy from an earlier run
+    jpeg = tmp_path / "VOCdevkit" / "VOC2007" / "JPEGImages" / "000007.jpg"
+    real_extractall = tarfile.TarFile.extractall
+
+    def killed(self, path, members=None, **kwargs):
+        real_extractall(self, path, members=members, **kwargs)
+        jpeg.write_bytes(jpeg.read_bytes()[:3])  # the file being written when the kill came
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", killed)
+    with pytest.raises(KeyboardInterrupt):
+        extract_archive(archive, tmp_path)
+    monkeypatch.setattr(tarfile.TarFile, "extractall", real_extractall)
+    assert not download.extraction_marker(tmp_path, NAME).exists()
+    assert not split_present(tmp_path, "2007", "trainval")  # every file is there, but truncated
+
+    def no_network(request, timeout=None):
+        raise AssertionError(f"unexpected request for {request.full_url}")
+
+    messages = []
+    download_voc(
+        tmp_path, "2007", "trainval", urlopen=no_network, progress=False, log=messages.append
+    )
+    assert not any("skipping" in m for m in messages)
+    with tarfile.open(archive) as tar:
+        expected = tar.extractfile("VOCdevkit/VOC2007/JPEGImages/000007.jpg").read()
+    assert jpeg.read_bytes() == expected
+    assert split_present(tmp_path, "2007", "trainval")
+
+
+def test_extracted_file_of_the_wrong_size_is_reported(tmp_path, monkeypatch):
+    archive = tmp_path / NAME
+    archive.write_bytes(make_tar(splits=("trainval",)))
+    real_extractall = tarfile.TarFile.extractall
+    jpeg = tmp_path / "VOCdevkit" / "VOC2007" / "JPEGImages" / "000007.jpg"
+
+    def short(self, path, members=None, **kwargs):  # as a full disk leaves it, without an error
+        real_extractall(self, path, members=members, **kwargs)
+        jpeg.write_bytes(b"")
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", short)
+    with pytest.raises(ValueError, match=r"000007\.jpg has 0 bytes after extracting .* holds"):
+        extract_archive(archive, tmp_path)
+    assert not download.extraction_marker(tmp_path, NAME).exists()
