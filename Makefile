@@ -3,6 +3,7 @@
 #   make test     set up .venv, run the unit tests and every notebook under nbval (what CI runs)
 #   make test-portable  the same on another instruction-set path, as on another CPU
 #   make lab      open JupyterLab on notebooks/
+#   make student  write the student notebooks (solutions replaced by stubs) to student/
 #   make voc      the full PASCAL VOC 2007 run from the command line (download, train, evaluate; resumable)
 
 PYTHON ?= python3
@@ -11,12 +12,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900
 
-.PHONY: course test test-portable unit nbval lab data voc notebooks lint clean assignments
+.PHONY: course test test-portable unit nbval lab data voc notebooks lint clean student assignments
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[tests]'
+	$(BIN)/python -m pip install --quiet -e '.[tests,instructors]'
 	@touch $(STAMP)
 
 data: $(STAMP)
@@ -66,6 +67,8 @@ lint: $(STAMP)
 clean:
 	rm -rf reports .pytest_cache
 
-# Student versions of the notebooks (solution blocks removed) in assignments/.
-assignments: $(STAMP)
-	$(BIN)/python tools/make_assignments.py
+# Student versions of the notebooks in student/ (generated, git-ignored): solution blocks
+# replaced by stubs, hidden tests removed, outputs cleared. See docs/INSTRUCTORS.md.
+student: $(STAMP)
+	$(BIN)/python tools/make_student.py
+assignments: student
