@@ -254,7 +254,7 @@ def readme_rows(exercises: dict | None = None, notebooks: Path = NOTEBOOKS) -> l
         registry.values(), key=lambda e: e.notebook
     )  # stable: keeps registration order
     rows = [
-        f"| {e.task} | `{notebook_for(e.notebook, notebooks)}` | `{e.grader}` | {e.points} |"
+        f"| {e.task.replace('|', chr(92) + '|')} | `{notebook_for(e.notebook, notebooks)}` | `{e.grader}` | {e.points} |"
         for e in ordered
     ]
     total = sum(e.points for e in ordered)
