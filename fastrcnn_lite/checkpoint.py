@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -32,7 +33,14 @@ import torch
 
 from .cli import UserError
 
-__all__ = ["atomic_save", "atomic_write", "load_checkpoint", "content_digest", "cache_path"]
+__all__ = [
+    "atomic_save",
+    "atomic_write",
+    "write_json",
+    "load_checkpoint",
+    "content_digest",
+    "cache_path",
+]
 
 CHECKSUM_KEY = "_checksum_sha256"  # where atomic_save stores the content digest
 
@@ -86,6 +94,33 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _json_safe(value):
+    """NaN and infinities -> None (JSON's null), recursively; tensors and numpy scalars -> numbers."""
+    if (
+        hasattr(value, "item")
+        and getattr(value, "ndim", 0) == 0
+        and not isinstance(value, (str, bytes))
+    ):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: str | Path, obj) -> Path:
+    """Write ``obj`` as valid JSON (NaN/inf become ``null``), atomically; returns the path.
+
+    ``json.dumps`` writes a bare ``NaN`` by default, which strict readers (JavaScript, jq)
+    reject; here it is ``null`` and ``allow_nan=False`` guarantees that nothing else slips by.
+    """
+    text = json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n"
+    return atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def content_digest(obj) -> str:

@@ -46,15 +46,15 @@ Command line (reads a VOCdevkit's annotations and ``comp4_det_<image_set>_<class
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from .boxes import box_iou, check_boxes, voc_to_xyxy, xyxy_to_voc
+from .checkpoint import write_json
+from .cli import UserError
 
 __all__ = [
     "METRICS",
@@ -152,6 +152,15 @@ def _check_inputs(
                 f"detections[{i}]: scores and labels must be Tensor[{num_dets}] (one per box); got "
                 f"{tuple(det['scores'].shape)} and {tuple(det['labels'].shape)}."
             )
+        for key in ("scores", "boxes"):  # as read_voc_results refuses them in a results file
+            bad = ~torch.isfinite(det[key].double())
+            if bad.any():
+                row = int(bad.nonzero()[0, 0])
+                raise ValueError(
+                    f"detections[{i}]['{key}'] must be finite; row {row} is "
+                    f"{det[key][row].tolist()}. A NaN score cannot be ranked: check the model's "
+                    "outputs (a diverged training gives NaN)."
+                )
         if tgt["labels"].shape != (tgt["boxes"].shape[0],):
             raise ValueError(
                 f"targets[{i}]['labels'] must be Tensor[{tgt['boxes'].shape[0]}] (one per box); "
@@ -454,6 +463,11 @@ def write_voc_results(
         )
     for i, det in enumerate(detections):
         check_boxes(det["boxes"], f"detections[{i}]['boxes']")
+        if not torch.isfinite(det["scores"].double()).all():
+            raise ValueError(
+                f"detections[{i}]['scores'] must be finite; got {det['scores'].tolist()}. A NaN "
+                "score cannot be ranked (and read_voc_results would refuse the file)."
+            )
         labels = det["labels"]
         if labels.numel() and (labels.min() < 1 or labels.max() > len(classes)):
             raise ValueError(
@@ -488,7 +502,9 @@ def read_voc_results(
     """Read VOC results files back into per-image detections (continuous boxes).
 
     Only ``comp4_det_<image_set>_<class>.txt`` for the given classes are read; a class whose
-    file is missing has no detections (so AP 0). Blank lines are skipped.
+    file is missing has no detections (so AP 0), but a folder without a file for *any* of the
+    classes is an error (wrong folder, or results for another split): it would score mAP 0.
+    Blank lines are skipped.
 
     Args:
         results_dir: folder holding the files.
@@ -501,12 +517,32 @@ def read_voc_results(
         ``labels`` (Tensor[D_i] int64), in ``image_ids`` order.
 
     Raises:
-        ValueError: a line that is not ``image_id score xmin ymin xmax ymax`` (6 fields, finite
-            numbers), or an image id that is not in ``image_ids``; the message gives file:line.
+        UserError (a ValueError): a line that is not ``image_id score xmin ymin xmax ymax`` (6
+            fields, finite numbers), or an image id that is not in ``image_ids`` (the message
+            gives file:line); no results file for any class; an image id listed twice.
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise FileNotFoundError(f"No results folder {results_dir}.")
+    present = [name for name in classes if results_path(results_dir, image_set, name).is_file()]
+    if not present:
+        others = sorted(
+            {
+                p.name.removeprefix("comp4_det_").split("_", 1)[0]
+                for p in results_dir.glob("comp4_det_*_*.txt")
+            }
+        )
+        found = f" It holds results for split(s) {others}." if others else ""
+        raise UserError(
+            f"No results file comp4_det_{image_set}_<class>.txt in {results_dir} for any of the "
+            f"{len(classes)} classes ({', '.join(list(classes)[:3])}, ...).{found} Is --image-set "
+            "right, and did the detector write its results there?"
+        )
+    if len(set(image_ids)) != len(image_ids):
+        repeated = sorted({i for i in image_ids if list(image_ids).count(i) > 1})[:5]
+        raise UserError(
+            f"image_ids lists {repeated} more than once; each image of the split must appear once."
+        )
     index = {image_id: i for i, image_id in enumerate(image_ids)}
     boxes = [[] for _ in image_ids]
     scores = [[] for _ in image_ids]
@@ -521,23 +557,21 @@ def read_voc_results(
                 continue
             where = f"{path}:{lineno}"
             if len(fields) != 6:
-                raise ValueError(
+                raise UserError(
                     f"{where}: expected 'image_id score xmin ymin xmax ymax' (6 fields); got "
                     f"{len(fields)} fields: {line.strip()!r}."
                 )
             try:
                 numbers = [float(x) for x in fields[1:]]
             except ValueError:
-                raise ValueError(
+                raise UserError(
                     f"{where}: score and corners must be numbers; got {line.strip()!r}."
                 ) from None
             if not all(math.isfinite(x) for x in numbers):
-                raise ValueError(
-                    f"{where}: score and corners must be finite; got {line.strip()!r}."
-                )
+                raise UserError(f"{where}: score and corners must be finite; got {line.strip()!r}.")
             i = index.get(fields[0])
             if i is None:
-                raise ValueError(
+                raise UserError(
                     f"{where}: image id {fields[0]!r} is not in the {image_set!r} split "
                     f"({len(index)} images). Are these results for another split or year?"
                 )
@@ -560,7 +594,11 @@ def read_voc_results(
 # --- command line ------------------------------------------------------------------------------
 
 
-def _classes_from_flag(flag: str) -> tuple[str, ...]:
+def _classes_from_flag(flag: str, voc_root: str, year: str) -> tuple[str, ...]:
+    if flag == "dataset":
+        from .voc import read_classes
+
+        return read_classes(voc_root, year)
     if flag == "voc":
         from .voc import VOC_CLASSES
 
@@ -568,10 +606,6 @@ def _classes_from_flag(flag: str) -> tuple[str, ...]:
     from .embedded import CLASSES  # imported only when asked for
 
     return tuple(CLASSES)
-
-
-def _json_number(x: float):
-    return None if math.isnan(x) else x
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -593,7 +627,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--iou-thresh", type=float, default=0.5, help="minimum IoU of a true positive (0.5)"
     )
     parser.add_argument(
-        "--classes", choices=("voc", "embedded"), default="voc", help="class list (default voc)"
+        "--classes",
+        choices=("dataset", "voc", "embedded"),
+        default="dataset",
+        help="class list (default: the dataset's own, classes.txt in its VOC<year> folder, else VOC's 20)",
     )
     parser.add_argument("--json", help="also write {metric, ap, map} to this JSON file")
     parser.add_argument(
@@ -604,7 +641,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .progress import tqdm
     from .voc import VOCDataset
 
-    classes = _classes_from_flag(args.classes)
+    classes = _classes_from_flag(args.classes, args.voc_root, args.year)
     dataset = VOCDataset(args.voc_root, args.year, args.image_set, classes=classes)
     targets = [
         dataset.load_target(i)  # annotations only: no image is decoded
@@ -619,17 +656,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         print(f"no results file (AP 0) for: {', '.join(missing)}")
     print(format_table(result))
-    if args.json:
-        out = {
-            "metric": result["metric"],
-            "ap": {name: _json_number(ap) for name, ap in result["ap"].items()},
-            "map": _json_number(result["map"]),
-        }
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    if args.json:  # NaN (a class without gt) is written as null: valid JSON
+        write_json(args.json, {k: result[k] for k in ("metric", "ap", "map")})
         print(f"wrote {args.json}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from fastrcnn_lite.cli import run
+
+    run(main)

@@ -69,6 +69,7 @@ import ctypes
 import ctypes.util
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -85,7 +86,7 @@ from PIL import Image
 from torch import Tensor
 
 from .boxes import box_iou
-from .checkpoint import atomic_save, atomic_write, load_checkpoint
+from .checkpoint import atomic_save, atomic_write, load_checkpoint, write_json
 from .cli import UserError
 from .config import Config, resolve_path
 
@@ -178,7 +179,7 @@ def _check_mode(mode: str) -> str:
 
 
 def _check_scale(scale: float) -> float:
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < math.inf:
         raise ValueError(
             f"scale must be a positive number (1.0 = the image as it is); got {scale!r}."
         )
@@ -480,7 +481,7 @@ def _load_or_compute(
         final.unlink(missing_ok=True)  # unreadable or not ours: compute again
     parts = folder / "parts"
     parts.mkdir(parents=True, exist_ok=True)
-    (folder / "key.json").write_text(json.dumps(key, indent=2) + "\n")
+    write_json(folder / "key.json", key)
     results: list[np.ndarray | None] = [None] * len(ids)
     tasks = []
     for i, image_id in enumerate(ids):

@@ -551,3 +551,71 @@ def test_cli_as_module_with_embedded_classes(tmp_path):
     saved = json.loads(out_json.read_text())
     assert saved["ap"][first] == pytest.approx(1.0) and saved["ap"][second] == 0.0
     assert saved["map"] == pytest.approx(0.5)
+
+
+# --- issue 9: what used to score mAP 0 silently, NaN, valid JSON ---------------------------------
+
+
+def test_no_results_file_for_any_class_is_an_error(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"No results file comp4_det_test_<class>\.txt in .* for any"
+    ):
+        read_voc_results(tmp_path, "test", CLASSES, ["000001"])
+    results_path(tmp_path, "val", "cat").write_text("000001 0.9 1 1 10 10\n")  # another split
+    with pytest.raises(ValueError, match=r"holds results for split\(s\) \['val'\]"):
+        read_voc_results(tmp_path, "test", CLASSES, ["000001"])
+
+
+def test_repeated_image_ids_are_refused(tmp_path):
+    results_path(tmp_path, "test", "cat").write_text("000001 0.9 1 1 10 10\n")
+    with pytest.raises(ValueError, match=r"\['000001'\] more than once"):
+        read_voc_results(tmp_path, "test", CLASSES, ["000001", "000002", "000001"])
+
+
+@pytest.mark.parametrize("key, bad", [("scores", [math.nan]), ("boxes", [[0.0, 0, math.inf, 10]])])
+def test_nan_scores_and_boxes_are_refused_by_the_api(key, bad):
+    detection = det([A], [0.9], [1])
+    detection[key] = torch.tensor(bad)
+    target = {"boxes": torch.tensor([A]), "labels": torch.tensor([1])}
+    with pytest.raises(ValueError, match=rf"detections\[0\]\['{key}'\] must be finite; row 0"):
+        evaluate_detections([detection], [target], CLASSES)
+    if key == "scores":
+        with pytest.raises(ValueError, match=r"\['scores'\] must be finite"):
+            write_voc_results([detection], ["000001"], CLASSES, "unused", "test")
+
+
+def test_cli_errors_are_one_line_with_status_2(tmp_path, capsys):
+    from fastrcnn_lite.cli import call
+
+    root = tiny_devkit(tmp_path / "voc")
+    (tmp_path / "empty").mkdir()
+    argv = ["--voc-root", str(root), "--results", str(tmp_path / "empty"), "--no-progress"]
+    assert call(main, argv, prog="evaluate") == 2  # was: mAP 0.00, exit 0
+    err = capsys.readouterr().err
+    assert err.startswith("evaluate: error: No results file comp4_det_test_<class>.txt in ")
+    assert err.count("\n") == 1
+    split = root / "VOCdevkit/VOC2007/ImageSets/Main/test.txt"
+    split.write_text("000001\n000002\n000001\n")
+    assert call(main, argv, prog="evaluate") == 2
+    assert "test.txt lists an image id more than once" in capsys.readouterr().err
+    argv[1] = str(tmp_path / "nowhere")
+    assert call(main, argv, prog="evaluate") == 2
+    assert "No VOCdevkit tree at" in capsys.readouterr().err
+
+
+def test_cli_json_is_strict_json_and_classes_come_from_the_dataset(tmp_path):
+    images = {"a": ((40, 40), [("circle", 1, 1, 10, 10, 0)]), "b": ((40, 40), [])}
+    root = write_voc_tree(tmp_path / "shapes", images, image_set="test")
+    (root / "VOCdevkit/VOC2007/classes.txt").write_text("circle\nstar\n")  # star: no gt -> NaN
+    write_voc_results([det([A], [0.9], [1]), det([], [], [])], ["a", "b"], ("circle", "star"),
+                      tmp_path / "res", "test")  # fmt: skip
+    out = tmp_path / "map.json"
+    argv = ["--voc-root", str(root), "--results", str(tmp_path / "res"), "--json", str(out)]
+    assert main([*argv, "--no-progress"]) == 0  # no --classes: the dataset's own
+
+    def strict(constant):
+        raise AssertionError(f"bare {constant} in the JSON")
+
+    saved = json.loads(out.read_text(), parse_constant=strict)
+    assert saved["metric"] == "07" and saved["ap"]["star"] is None  # NaN -> null
+    assert saved["ap"]["circle"] == pytest.approx(1.0) and saved["map"] == pytest.approx(1.0)

@@ -267,3 +267,24 @@ def test_atomic_write_cleans_up_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
     checkpoint.atomic_write(path, lambda f: f.write(b"{}"))
     assert path.read_text() == "{}"
+
+
+def test_write_json_is_strict_json(tmp_path):
+    import json
+    import math
+
+    path = checkpoint.write_json(
+        tmp_path / "out" / "eval.json",
+        {"map": math.nan, "ap": [math.inf, 0.5], "t": torch.tensor(float("nan")), "n": 3},
+    )
+
+    def strict(constant):
+        raise AssertionError(f"bare {constant}")
+
+    assert json.loads(path.read_text(), parse_constant=strict) == {
+        "map": None,
+        "ap": [None, 0.5],
+        "t": None,
+        "n": 3,
+    }
+    assert [p.name for p in path.parent.iterdir()] == ["eval.json"]
