@@ -314,4 +314,6 @@ if __name__ == "__main__":
     ):  # set before OpenMP starts
         env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
         os.execve(sys.executable, [sys.executable, "-m", "fastrcnn_lite.bench", *sys.argv[1:]], env)
-    sys.exit(main())
+    from fastrcnn_lite.cli import run
+
+    run(main)

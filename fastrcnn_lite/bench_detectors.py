@@ -538,4 +538,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from fastrcnn_lite.cli import run
+
+    run(main)

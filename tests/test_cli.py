@@ -110,3 +110,44 @@ def test_run_in_a_process_bug_keeps_traceback():
     assert proc.returncode == 1
     assert "Traceback (most recent call last)" in proc.stderr
     assert "IndexError" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "module, args, message",
+    [
+        (
+            "evaluate",
+            ["--voc-root", "{tmp}/nowhere", "--results", "{tmp}", "--no-progress"],
+            "No VOCdevkit tree at",
+        ),
+        (
+            "proposals",
+            ["--profile", "full", "--data-root", "{tmp}/nowhere", "--workers", "0"],
+            "No VOCdevkit tree at",
+        ),
+        (
+            "download",
+            ["--root", "{tmp}", "--year", "2012", "--image-sets", "test"],
+            "No VOC archive",
+        ),
+        ("embedded", ["--root", "{tmp}/emb", "--num-trainval", "1"], "num_trainval must be an int"),
+    ],
+)
+def test_every_command_ends_a_user_error_in_one_line(tmp_path, module, args, message):
+    from .helpers import REPO
+
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    proc = subprocess.run(
+        [sys.executable, "-m", f"fastrcnn_lite.{module}", *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [
+        line for line in proc.stderr.splitlines() if "fastrcnn_lite" in line or "Error" in line
+    ]
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"python -m fastrcnn_lite.{module}: error: ")
+    assert message in lines[0]
