@@ -186,3 +186,57 @@ def test_update_readme_rewrites_only_between_the_markers(tmp_path):
 def test_readme_without_markers_says_how_to_add_the_table():
     with pytest.raises(ValueError, match="no exercise table markers"):
         make_student.readme_table_rows_in("# README\n")
+
+
+IOU_CELL = (
+    "def iou(a, b):\n"
+    "    ### BEGIN SOLUTION\n"
+    "    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))\n"
+    "    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))\n"
+    "    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])\n"
+    "    return w * h / (area(a) + area(b) - w * h)\n"
+    "    ### END SOLUTION"
+)
+NMS_CELL = (
+    "def nms(boxes, scores, t):\n    ### BEGIN SOLUTION\n    return None\n    ### END SOLUTION"
+)
+DECODE_CELL = NMS_CELL.replace("nms(boxes, scores, t)", "decode(boxes, deltas)")
+
+
+def test_score_submission_restores_grader_cells_and_counts_registered_points(tmp_path):
+    reference = notebook(
+        "from fastrcnn_lite import grading",
+        IOU_CELL,
+        "print(grading.check_iou_single(iou))",
+        NMS_CELL,
+        "print(grading.check_nms(nms))",
+        DECODE_CELL,
+        "print(grading.check_decode(decode))",
+    )
+    nbformat.write(reference, tmp_path / "00_x.ipynb")
+    handed_in = make_student.student_notebook(reference, "00_x.ipynb")
+    # IoU answered in the learner's own words, its grader cell edited; NMS left as the stub, its
+    # grader wrapped so it cannot fail; decode's grader cell deleted.
+    handed_in.cells[2].source = (
+        "def iou(a, b):\n"
+        "    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))\n"
+        "    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)"
+    )
+    handed_in.cells[3].source = "print(grading.check_iou_single(iou))\nprint('extra')"
+    handed_in.cells[
+        5
+    ].source = (
+        "try:\n    print(grading.check_nms(nms))\nexcept Exception:\n    print('check_nms: ok')"
+    )
+    del handed_in.cells[7]
+    (tmp_path / "alice").mkdir()
+    nbformat.write(handed_in, tmp_path / "alice" / "00_x.ipynb")
+    registry = {
+        "check_iou_single": Exercise("check_iou_single", "00", 2, "iou"),
+        "check_nms": Exercise("check_nms", "00", 3, "nms"),
+        "check_decode": Exercise("check_decode", "00", 1, "decode"),
+    }
+    scores = make_student.score_submission(
+        tmp_path / "alice" / "00_x.ipynb", tmp_path / "00_x.ipynb", registry, timeout=300
+    )
+    assert scores == [("check_iou_single", 2, 2), ("check_nms", 0, 3), ("check_decode", 0, 1)]

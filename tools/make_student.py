@@ -15,6 +15,7 @@ and the next code cell is the exercise's grader cell, ``print(grading.check_xxx(
     python tools/make_student.py --readme-table         # print the README's exercise table
     python tools/make_student.py --update-readme        # rewrite that table in README.md
     python tools/make_student.py --nbgrader-source course/source/ps00 notebooks/00_data_and_boxes.ipynb
+    python tools/make_student.py --score handed-in/alice/00_data_and_boxes.ipynb   # no nbgrader
 
 A student notebook (written to the git-ignored ``student/``, never edited by hand) has every
 solution block replaced by ``# YOUR CODE HERE`` / ``raise NotImplementedError()`` at the block's
@@ -293,6 +294,47 @@ def update_readme(path: Path = README, exercises: dict | None = None) -> bool:
     return new != text
 
 
+def score_submission(
+    submission: Path, reference: Path, exercises: dict | None = None, timeout: int = 900
+) -> list[tuple[str, int, int]]:
+    """Grade a learner's notebook without nbgrader: [(grader, points scored, points possible)].
+
+    Each exercise's grader cell is found in the submission by its ``grading.check_*(`` call and
+    put back as it is in ``reference`` (the committed notebook), so an edited grader cell cannot
+    pass; then the notebook runs top to bottom in a kernel started in notebooks/ (errors
+    allowed), and each exercise scores its registered points when its grader cell ran without an
+    error. A grader cell that was deleted, or no longer calls its grader, scores 0.
+    """
+    from nbclient import NotebookClient
+
+    registry = _registry() if exercises is None else exercises
+    nb = nbformat.read(submission, as_version=4)
+    ref = nbformat.read(reference, as_version=4)
+    graded: dict[str, int | None] = {}
+    for ex in find_exercises(ref, reference.name):
+        calls = re.compile(rf"\bgrading\.{ex.grader}\(")
+        found = [
+            i for i, c in enumerate(nb.cells) if c.cell_type == "code" and calls.search(c.source)
+        ]
+        graded[ex.grader] = found[-1] if found else None
+        if found:
+            nb.cells[found[-1]].source = ref.cells[ex.grader_cell].source
+    NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    ).execute()
+    scores = []
+    for grader, index in graded.items():
+        ok = index is not None and not any(
+            output.output_type == "error" for output in nb.cells[index].outputs
+        )
+        scores.append((grader, registry[grader].points if ok else 0, registry[grader].points))
+    return scores
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -310,7 +352,20 @@ def main() -> int:
         help="write the notebooks with nbgrader metadata (solutions kept) into DIR, e.g. "
         "course/source/ps00, instead of student versions",
     )
+    parser.add_argument(
+        "--score",
+        action="store_true",
+        help="grade the given submitted notebooks (without nbgrader) against notebooks/<same name>",
+    )
     args = parser.parse_args()
+    if args.score:
+        for path in args.notebooks:
+            scores = score_submission(path, NOTEBOOKS / path.name)
+            for grader, got, possible in scores:
+                print(f"{path}: {grader} {got}/{possible}")
+            total = sum(s[1] for s in scores), sum(s[2] for s in scores)
+            print(f"{path}: total {total[0]}/{total[1]}")
+        return 0
     if args.readme_table:
         print(readme_table())
         return 0
