@@ -94,6 +94,7 @@ class Config:
     # --- bookkeeping -------------------------------------------------------------------------
     cache_dir: str = "data/cache"  # proposals, R-CNN feature caches and trained models
     device: str = "auto"  # "auto" picks cuda when available
+    amp: bool = False  # mixed precision (float16 autocast + loss scaling) on CUDA; refused on CPU
     num_workers: int = 2  # processes for proposals / data loading
 
     @classmethod

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from fastrcnn_lite import train as train_module
+from fastrcnn_lite import train_cli
 from fastrcnn_lite.checkpoint import atomic_save, load_checkpoint
+from fastrcnn_lite.cli import UserError, call
 from fastrcnn_lite.fast_rcnn import build_fast_rcnn
 from fastrcnn_lite.train import (
     build_optimizer,
@@ -19,6 +21,7 @@ from fastrcnn_lite.train import (
     read_metrics,
     train_fast_rcnn,
 )
+from fastrcnn_lite.voc import VOC_CLASSES
 
 from .helpers import write_voc_tree
 from .test_fast_rcnn import ShapesDataset, jittered_proposals, tiny_cfg, tiny_model
@@ -155,7 +158,11 @@ def test_crash_during_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch)
     assert path.read_bytes() == before  # untouched, still loadable
     assert load_checkpoint(path)["iteration"] == 2
     # No temporary file left behind.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "metrics.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint.pt",
+        "metrics.jsonl",
+        "training.png",
+    ]
 
 
 def test_cuda_out_of_memory_names_the_settings_to_lower(monkeypatch):
@@ -190,36 +197,149 @@ def test_non_finite_loss_stops_with_advice(monkeypatch):
         train_fast_rcnn(model, ds, props, cfg, progress=False)
 
 
-@pytest.mark.slow
-def test_cli_tiny_run_resume_and_eval(tmp_path, capsys):
+def tiny_voc(tmp_path):
+    """A 4-image trainval and 2-image test VOCdevkit tree holding dogs and cats (18 VOC classes absent)."""
     objects = {
         f"{i:04d}": ((64, 80), [("dog", 5 + i, 8, 40 + i, 50, 0), ("cat", 44, 20, 76, 60, 0)])
         for i in range(4)
     }
     root = write_voc_tree(tmp_path / "voc", objects, image_set="trainval")
     write_voc_tree(tmp_path / "voc", dict(list(objects.items())[:2]), image_set="test")
+    return root
+
+
+def tiny_command(tmp_path, root, out):
+    """The train command's arguments for :func:`tiny_voc` (small network from scratch, tiny cache)."""
+    return ["--profile", "embedded", "--data-root", str(root), "--year", "2007", "--split", "trainval",
+            "--backbone", "small", "--init", "scratch", "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
+            "--lr-steps", "3", "--checkpoint-every", "2", "--no-progress"]  # fmt: skip
+
+
+def no_nan(text: str) -> dict:
+    """Parse JSON refusing NaN / Infinity (what other JSON readers refuse), and re-dump it strictly."""
+
+    def refuse(name):
+        raise ValueError(f"bare {name} in JSON")
+
+    data = json.loads(text, parse_constant=refuse)
+    json.dumps(data, allow_nan=False)
+    return data
+
+
+@pytest.mark.slow
+def test_cli_tiny_run_resume_and_eval(tmp_path, capsys):
+    root = tiny_voc(tmp_path)
     out = tmp_path / "run"
-    common = ["--profile", "embedded", "--data-root", str(root), "--year", "2007", "--split", "trainval",
-              "--backbone", "small", "--init", "scratch", "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
-              "--lr-steps", "3", "--checkpoint-every", "2", "--no-progress"]  # fmt: skip
+    common = tiny_command(tmp_path, root, out)
     assert train_module.main(common + ["--iters", "2"]) == 0
     assert load_checkpoint(out / "checkpoint.pt")["iteration"] == 2
     assert train_module.main(common + ["--iters", "4", "--resume", "--eval"]) == 0
     text = capsys.readouterr().out
     assert "resuming from" in text and "at iteration 2" in text and "mAP (VOC07 11-point)" in text
     assert [r["iter"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2, 3, 4]
-    result = json.loads((out / "eval.json").read_text())
-    assert (
-        0.0 <= result["map"] <= 1.0
-        and result["iterations"] == 4
-        and result["seconds_per_image"] > 0
-    )
-    assert set(result["ap"]) >= {"dog", "cat"}
+    result = no_nan((out / "eval.json").read_text())
+    assert result["iterations"] == 4 and result["seconds_per_image"] > 0
+    # A class without a test object has an undefined AP: null in the file, and left out of the mAP.
+    assert set(result["ap"]) == set(VOC_CLASSES)
+    assert all(result["ap"][c] is None for c in VOC_CLASSES if c not in ("dog", "cat"))
+    defined = [result["ap"]["dog"], result["ap"]["cat"]]
+    assert result["map"] == pytest.approx(sum(defined) / 2)
+    # One VOC results file per class, readable by the evaluation's own parser.
+    files = sorted(p.name for p in (out / "results").iterdir())
+    assert files == sorted(f"comp4_det_test_{c}.txt" for c in VOC_CLASSES)
+    assert (out / "training.png").is_file()
+
+
+def test_eval_json_has_null_not_nan_for_absent_classes():
+    from fastrcnn_lite.train_cli import _json_number
+
+    assert _json_number(float("nan")) is None and _json_number(0.25) == 0.25
+    summary = {"map": _json_number(float("nan")), "ap": {"dog": _json_number(float("nan"))}}
+    assert no_nan(json.dumps(summary, allow_nan=False)) == {"map": None, "ap": {"dog": None}}
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_never_overwritten_without_asking(tmp_path, capsys):
+    root = tiny_voc(tmp_path)
+    out = tmp_path / "run"
+    common = tiny_command(tmp_path, root, out)
+    assert call(train_module.main, common + ["--iters", "4"]) == 0
+    before = {name: (out / name).read_bytes() for name in ("checkpoint.pt", "metrics.jsonl")}
+    capsys.readouterr()
+    # The same command again, with fewer iterations, without --resume: refused, nothing touched.
+    assert call(train_module.main, common + ["--iters", "2"]) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "trained" not in captured.out
+    assert f"{out} already holds a run" in captured.err
+    assert "--resume" in captured.err and "--overwrite" in captured.err
+    assert "checkpoint at iteration 4" in captured.err
+    assert {name: (out / name).read_bytes() for name in before} == before
+    # Both flags at once contradict each other.
+    assert call(train_module.main, common + ["--iters", "4", "--resume", "--overwrite"]) == 2
+    assert "contradict" in capsys.readouterr().err
+    # --overwrite starts over: a 2-iteration run replaces the 4-iteration one.
+    assert call(train_module.main, common + ["--iters", "2", "--overwrite"]) == 0
+    assert load_checkpoint(out / "checkpoint.pt")["iteration"] == 2
+    assert [r["iter"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]
+
+
+@pytest.mark.slow
+def test_fewer_iters_than_done_says_so(tmp_path, capsys):
+    root = tiny_voc(tmp_path)
+    out = tmp_path / "run"
+    common = tiny_command(tmp_path, root, out) + [
+        "--lr-steps",
+        "9",
+    ]  # one schedule for every --iters
+    assert call(train_module.main, common + ["--iters", "4"]) == 0
+    capsys.readouterr()
+    assert call(train_module.main, common + ["--iters", "2", "--resume"]) == 2
+    captured = capsys.readouterr()
+    assert "trained" not in captured.out
+    assert "has already done 4 iterations, more than the 2 asked for" in captured.err
+    assert "--iters 4 or more" in captured.err and "--overwrite" in captured.err
+    assert load_checkpoint(out / "checkpoint.pt")["iteration"] == 4
+    # As many as done: nothing to train, said in words (not "trained 4 iterations in 0.0 s").
+    assert call(train_module.main, common + ["--iters", "4", "--resume"]) == 0
+    text = capsys.readouterr().out
+    assert "already trained" in text and "nothing to train" in text and "trained 4" not in text
+
+
+def test_api_refuses_a_folder_with_a_run_and_a_resume_past_max_iters(tmp_path):
+    ds = ShapesDataset(3)
+    props = jittered_proposals(ds)
+    cfg = tiny_cfg(max_iters=2)
+    _run(tmp_path, cfg, ds, props, checkpoint_every=2)
+    with pytest.raises(UserError, match="already holds a run.*resume=True.*overwrite=True"):
+        train_fast_rcnn(tiny_model(cfg), ds, props, cfg, out_dir=tmp_path, progress=False)
+    with pytest.raises(UserError, match="already done 2 iterations, more than the 1 asked for"):
+        _run(tmp_path, cfg.replace(max_iters=1), ds, props, resume=True)
+
+
+def test_resume_without_a_checkpoint_starts_a_fresh_log(tmp_path):
+    ds = ShapesDataset(3)
+    props = jittered_proposals(ds)
+    cfg = tiny_cfg(max_iters=3)
+    # Killed at iteration 2, before its first checkpoint (every 3): a log and no checkpoint.
+    _run(tmp_path, cfg, ds, props, stop_at=2, checkpoint_every=3)
+    assert not (tmp_path / "checkpoint.pt").exists()
+    assert [r["iter"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
+    _run(tmp_path, cfg, ds, props, resume=True, checkpoint_every=3)
+    assert [r["iter"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2, 3]
+
+
+def test_metrics_log_cut_short_by_a_kill_is_read_and_damage_elsewhere_is_named(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"iter": 1, "loss": 1.0}\n{"iter": 2, "lo')
+    assert read_metrics(path) == [{"iter": 1, "loss": 1.0}]
+    path.write_text('{"iter": 1, "loss": 1.0}\nnot json\n{"iter": 3, "loss": 1.0}\n')
+    with pytest.raises(UserError, match=r"metrics.jsonl line 2 is not a JSON record"):
+        read_metrics(path)
 
 
 def test_cli_arguments_to_config():
     def cfg_of(*argv):
-        return train_module.config_from_args(train_module.parse_args(["--out", "x", *argv]))
+        return train_cli.config_from_args(train_cli.parse_args(["--out", "x", *argv]))
 
     full = cfg_of("--backbone", "vgg16")
     assert (
@@ -233,6 +353,14 @@ def test_cli_arguments_to_config():
     )
     assert small.scales == small.test_scales == small.multiscale_scales
     assert small.lr_steps == (5, 7) and small.train_set == "train"
+    # The settings the memory pre-flight names, and mixed precision.
+    lowered = cfg_of("--scale", "480", "--max-size", "800", "--rois-per-image", "32",
+                     "--images-per-batch", "1", "--amp")  # fmt: skip
+    assert lowered.scales == lowered.test_scales == (480,) and lowered.max_size == 800
+    assert lowered.batch_size_per_image == 32 and lowered.images_per_batch == 1 and lowered.amp
+    assert not cfg_of().amp  # off by default
+    with pytest.raises(UserError, match="--rois-per-image must be >= 1; got 0"):
+        cfg_of("--rois-per-image", "0")
 
 
 def test_load_fast_rcnn_names_the_mismatch(tmp_path):
