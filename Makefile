@@ -5,6 +5,7 @@
 #   make lab      open JupyterLab on notebooks/
 #   make student  write the student notebooks (solutions replaced by stubs) to student/
 #   make voc      the full PASCAL VOC 2007 run from the command line (download, train, evaluate; resumable)
+#   make voc-plan what make voc will do and a timed estimate of each stage here (VOC_FLAGS="--amp" etc.)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,7 +13,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900
 
-.PHONY: course test test-portable unit nbval lab data voc notebooks lint clean student assignments
+.PHONY: course test test-portable unit nbval lab data voc voc-plan notebooks lint clean student assignments
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,10 +56,16 @@ notebooks: $(STAMP) data
 
 VOC_ROOT ?= data/voc
 VOC_OUT  ?= runs/voc07-vgg16
+VOC_FLAGS ?=
+VOC_TRAIN = $(BIN)/python -m fastrcnn_lite.train --profile full --data-root $(VOC_ROOT) --year 2007 \
+	--split trainval --backbone vgg16 --weights IMAGENET1K_V1 --out $(VOC_OUT) --resume --eval $(VOC_FLAGS)
 voc: $(STAMP)
 	$(BIN)/python -m fastrcnn_lite.download --root $(VOC_ROOT) --year 2007
-	$(BIN)/python -m fastrcnn_lite.train --profile full --data-root $(VOC_ROOT) --year 2007 --split trainval \
-		--backbone vgg16 --weights IMAGENET1K_V1 --out $(VOC_OUT) --resume --eval
+	$(VOC_TRAIN)
+
+# What `make voc` will do and how long each stage takes on this machine; downloads nothing.
+voc-plan: $(STAMP)
+	$(VOC_TRAIN) --plan
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -17,11 +17,11 @@ A history is a list of the records of ``metrics.jsonl``: dicts with ``iter``, ``
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .checkpoint import atomic_write
 
 __all__ = ["plot_losses", "LiveLossPlot", "training_figure", "write_training_curves"]
 
@@ -131,14 +131,6 @@ def write_training_curves(
     The figure is rendered by the Agg canvas without pyplot, then closed by dropping it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig = training_figure(history, smooth)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
     return path

@@ -171,7 +171,7 @@ def _proposals_for(dataset, indices: list[int], cfg: Config, cached: bool) -> tu
 def _data_lines(cfg: Config, train_ds, test_ds, request: RunRequest) -> tuple[str, dict]:
     """The plan's data line and the number of images of each split."""
     root = resolve_path(cfg.data_root)
-    splits = [cfg.train_set] + ([cfg.test_set] if request.evaluate else [])
+    splits = list(dict.fromkeys([cfg.train_set] + ([cfg.test_set] if request.evaluate else [])))
     if train_ds is not None:
         counts = {cfg.train_set: len(train_ds)}
         if request.evaluate:
@@ -264,7 +264,7 @@ def plan_run(
     remaining = max(cfg.max_iters - (done or 0), 0)
     workers = max(1, min(int(cfg.num_workers), os.cpu_count() or 1))
     splits = [("train", train_ds, cfg.train_set)]
-    if request.evaluate:
+    if request.evaluate and cfg.test_set != cfg.train_set:  # one split for both: its proposals once
         splits.append(("test", test_ds, cfg.test_set))
     status = {}
     for role, ds, name in splits:
@@ -328,9 +328,10 @@ def plan_run(
 
             per_unit["iteration"] = _time_training(model, cfg, device, dtype, make, timed_iters)
             if request.evaluate:
+                test_cached = status.get("test", status["train"])[1] == 0
                 per_unit["test_image"], test_ss = _time_detection(
-                    model, cfg, device, dtype, test_ds, status["test"][1] == 0, timed_images,
-                    generator)  # fmt: skip
+                    model, cfg, device, dtype, test_ds, test_cached, timed_images, generator
+                )
                 if test_ss:
                     per_unit["proposal_image"] = (per_unit.get("proposal_image", 0.0) + test_ss) / (
                         2 if per_unit.get("proposal_image") else 1

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -135,14 +134,10 @@ def request_from_args(args):
                       checkpoint_every=args.checkpoint_every)  # fmt: skip
 
 
-def _json_number(x: float) -> float | None:
-    """JSON has no NaN: an undefined AP (a class absent from the test images) is written as null."""
-    return None if x is None or math.isnan(x) else float(x)
-
-
 def evaluate_run(model, cfg: Config, test_ds, out: Path, iterations: int, train_seconds: float,
                  progress: bool = True) -> dict:  # fmt: skip
     """Detect the test split, write the VOC results files and ``eval.json``; returns the summary."""
+    from .checkpoint import write_json
     from .evaluate import evaluate_detections, write_voc_results
     from .fast_rcnn import detect, resolve_device
     from .proposals import load_proposals
@@ -159,17 +154,15 @@ def evaluate_run(model, cfg: Config, test_ds, out: Path, iterations: int, train_
         "metric": "07",
         "image_set": test_ds.image_set,
         "num_images": len(test_ds),
-        "map": _json_number(result["map"]),
-        "ap": {name: _json_number(ap) for name, ap in result["ap"].items()},
+        "map": result["map"],  # NaN (no class with a test object) is written as null
+        "ap": dict(result["ap"]),  # NaN for a class absent from the test images: null
         "seconds_per_image": seconds,
         "train_seconds": train_seconds,
         "iterations": iterations,
         "amp": cfg.amp,
     }
-    tmp = out / ".eval.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    tmp.replace(out / "eval.json")
-    return summary
+    write_json(out / "eval.json", summary)  # strict JSON, written atomically
+    return json.loads((out / "eval.json").read_text())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -250,14 +250,6 @@ def test_cli_tiny_run_resume_and_eval(tmp_path, capsys):
     assert (out / "training.png").is_file()
 
 
-def test_eval_json_has_null_not_nan_for_absent_classes():
-    from fastrcnn_lite.train_cli import _json_number
-
-    assert _json_number(float("nan")) is None and _json_number(0.25) == 0.25
-    summary = {"map": _json_number(float("nan")), "ap": {"dog": _json_number(float("nan"))}}
-    assert no_nan(json.dumps(summary, allow_nan=False)) == {"map": None, "ap": {"dog": None}}
-
-
 @pytest.mark.slow
 def test_a_finished_run_is_never_overwritten_without_asking(tmp_path, capsys):
     root = tiny_voc(tmp_path)
