@@ -55,6 +55,7 @@ atomics, so a cell that collects several gradients may differ in the last bit fr
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -77,10 +78,12 @@ __all__ = [
 
 FLT_MAX = 3.4028234663852886e38  # C's FLT_MAX: the reference kernel's starting value is -FLT_MAX
 _SIGN_MASK = 0x7FFFFFFF
-_ORD_NEG_FLT_MAX = -0x7F7FFFFF  # order integer of -FLT_MAX (float32 bits 0xFF7FFFFF)
+_ORD_NEG_FLT_MAX = -0x7F800000  # order integer of -FLT_MAX (float32 bits 0xFF7FFFFF)
 _ORD_POS_INF = 0x7F800000  # order integer of +inf; larger ones are NaNs
+_NEG_ZERO = -(1 << 31)  # int32 bits of -0.0
 _LOW_BITS = 0xFFFFFFFF
 _CANNOT_WIN = -(1 << 31)  # order integer of NaN and values <= -FLT_MAX: below everything
+_BUILD_COST = 0.5  # building one table level, per feature cell, in lookups (measured: see above)
 _BLOCK_BYTES = 8 << 20  # table block and gather buffers: 8 MiB each (cache-sized, no page faults)
 
 
@@ -320,59 +323,115 @@ def _build_levels(table: Tensor, shape: tuple[int, int, int], levels_y: int, lev
             torch.maximum(prev[:, : H - s], prev[:, s:], out=cur[:, : H - s])
 
 
-def _floor_log2(extent: Tensor, largest: int) -> Tensor:
-    """floor(log2(extent)) for integer extents 1..largest (0 for extent 0), by table lookup."""
-    lut = torch.tensor(
-        [max(e.bit_length() - 1, 0) for e in range(largest + 1)], device=extent.device
-    )
-    return lut[extent]
+def _floor_log2(extent: Tensor) -> Tensor:
+    """floor(log2(extent)) for integer extents >= 1 (0 for extent 0); exact for extents < 2**24."""
+    return torch.frexp(extent.clamp(min=1).double())[1].long() - 1
 
 
-def _levels_needed(hstart: Tensor, hend: Tensor, wstart: Tensor, wend: Tensor) -> tuple[int, int]:
-    """Number of table levels along y and x for the largest bin (1 when there is no bin)."""
-    if hstart.numel() == 0:
+def _blocks_per_bin(extent: Tensor, levels: int) -> tuple[Tensor, Tensor]:
+    """How a table with ``levels`` levels along one axis covers a bin ``extent`` cells long.
+
+    The block is ``2**k`` cells, ``k = min(floor(log2(extent)), levels - 1)``; ``ceil(extent / 2**k)``
+    such blocks cover the bin (the last one overlapping its neighbour): 1 when the extent is a
+    power of two, 2 when the table has a level up to it, more when it is capped.
+
+    Returns:
+        k (Tensor, like extent), count (Tensor, like extent; 0 for an empty extent).
+    """
+    k = _floor_log2(extent).clamp(max=levels - 1)
+    return k, (extent + (1 << k) - 1) >> k
+
+
+def _lookup_counts(tall: Tensor, wide: Tensor, levels_y: int, levels_x: int) -> Tensor:
+    """Table lookups per bin (at least 1: an empty bin reads the empty-bin row)."""
+    ny = _blocks_per_bin(tall, levels_y)[1]
+    nx = _blocks_per_bin(wide, levels_x)[1]
+    return (ny * nx).clamp(min=1)
+
+
+def _choose_levels(tall: Tensor, wide: Tensor, rows: int) -> tuple[int, int]:
+    """The table levels (levels_y, levels_x) that minimise the modelled forward time.
+
+    Model, in units of one lookup (gathering one table row, then a maximum): ``sum of lookups
+    per bin + _BUILD_COST * (levels_y * levels_x - 1) * rows`` (building one level of the table
+    costs ``_BUILD_COST`` lookups per feature cell). ``(1, 1)`` is the direct max (every cell of
+    every bin is looked up, no table); the largest levels are the full range-max table (at most
+    four lookups per bin). The candidates are evaluated at once: one matrix product.
+    """
+    if tall.numel() == 0:
         return 1, 1
-    tall = int((hend - hstart).max().clamp(min=1))
-    wide = int((wend - wstart).max().clamp(min=1))
-    return tall.bit_length(), wide.bit_length()
+    max_y = int(tall.max()).bit_length() or 1
+    max_x = int(wide.max()).bit_length() or 1
+    tall, wide = tall.flatten(), wide.flatten()
+    ny = torch.stack([_blocks_per_bin(tall, ly)[1] for ly in range(1, max_y + 1)])  # (Y, bins)
+    nx = torch.stack([_blocks_per_bin(wide, lx)[1] for lx in range(1, max_x + 1)])  # (X, bins)
+    lookups = ny.double() @ nx.double().T  # (Y, X) sum of lookups (exact: integers < 2**53)
+    levels = torch.arange(1, max_y + 1, dtype=torch.float64)[:, None] * torch.arange(
+        1, max_x + 1, dtype=torch.float64
+    )  # (Y, X)
+    cost = lookups + _BUILD_COST * (levels - 1) * rows
+    best = int(cost.flatten().argmin())
+    return best // max_x + 1, best % max_x + 1
 
 
-def _corner_rows(batch_index, hstart, hend, wstart, wend, shape, levels_x, empty_row) -> Tensor:
-    """Table rows of the four blocks that cover each bin.
+def _lookup_rows(batch_index, hstart, hend, wstart, wend, shape, levels, empty_row):
+    """Table rows each bin reads, in the order of a row-major scan of its blocks.
 
     Args:
         batch_index (Tensor[K]); hstart, hend, wstart, wend (Tensor[K, B]): bin extents.
-        shape: (N, H, W); empty_row: the table row that holds the empty-bin key.
+        shape: (N, H, W); levels: (levels_y, levels_x) of the table; empty_row: the table row
+            that holds the empty-bin key.
 
     Returns:
-        Tensor[4, K * B] int64: rows of the top-left, top-right, bottom-left and bottom-right
-        blocks; all four are ``empty_row`` for an empty bin.
+        rows (Tensor[Lmax, K*B] int64): lookup t of bin q is ``rows[t, q]`` for ``t < count[q]``
+        (beyond, the entry is unused); count (Tensor[K*B] int64): lookups per bin, >= 1.
     """
     N, H, W = shape
-    tall = hend - hstart  # (K, B)
-    wide = wend - wstart
-    empty = (tall <= 0) | (wide <= 0)
-    ky = _floor_log2(tall.clamp(min=0), H)
-    kx = _floor_log2(wide.clamp(min=0), W)
-    plane = ((ky * levels_x + kx) * N + batch_index[:, None]) * H  # (K, B)
-    top, bottom = hstart, hend - (1 << ky)
-    left, right = wstart, wend - (1 << kx)
-    rows = torch.stack(
-        [
-            (plane + top) * W + left,
-            (plane + top) * W + right,
-            (plane + bottom) * W + left,
-            (plane + bottom) * W + right,
-        ]
-    )  # (4, K, B)
-    return rows.masked_fill(empty[None], empty_row).flatten(1)  # (4, K*B)
+    levels_y, levels_x = levels
+    tall = (hend - hstart).clamp(min=0).flatten()  # (K*B,)
+    wide = (wend - wstart).clamp(min=0).flatten()
+    ky, ny = _blocks_per_bin(tall, levels_y)
+    kx, nx = _blocks_per_bin(wide, levels_x)
+    count = (ny * nx).clamp(min=1)  # (K*B,)
+    lmax = int(count.max())
+    t = torch.arange(lmax, device=tall.device)[:, None]  # (Lmax, 1)
+    nx1 = nx.clamp(min=1)
+    # block (r, q) of the ny x nx cover: its top row and left column, the last one flush with the bin
+    top = hstart.flatten() + torch.minimum((t // nx1) << ky, tall - (1 << ky))  # (Lmax, K*B)
+    left = wstart.flatten() + torch.minimum((t % nx1) << kx, wide - (1 << kx))
+    image = batch_index[:, None].expand(hstart.shape).flatten()  # (K*B,)
+    plane = ((ky * levels_x + kx) * N + image) * H  # (K*B,)
+    rows = (plane + top) * W + left  # (Lmax, K*B)
+    return rows.masked_fill_(((tall == 0) | (wide == 0))[None], empty_row), count
 
 
 def _block_sizes(C: int, rows: int, num_levels: int, B: int) -> tuple[int, int]:
-    """Channels per table block and RoIs per gather chunk, so that each stays near _BLOCK_BYTES."""
+    """Channels per table block and RoIs per chunk, so that each stays near _BLOCK_BYTES."""
     channels = max(1, min(C, _BLOCK_BYTES // (8 * (num_levels * rows + 1))))
     rois = max(1, _BLOCK_BYTES // (8 * max(B, 1) * channels))
     return channels, rois
+
+
+def _chunk_plan(count: Tensor, K: int, B: int, block_k: int):
+    """Sort each chunk's bins by lookup count, most first, so that lookup t reads a prefix.
+
+    Returns:
+        order (Tensor[K*B]): the bins, chunk by chunk, each chunk sorted by count (descending);
+        back (Tensor[K*B]): position of bin q within its chunk's sorted order (to undo the sort);
+        reading (list of lists): ``reading[j][t]`` = bins of chunk j that make lookup t.
+    """
+    lmax = int(count.max())
+    chunk = torch.arange(K * B, device=count.device) // (block_k * B)  # (K*B,)
+    order = torch.argsort(chunk * (lmax + 1) + (lmax - count))  # chunk first, then count desc
+    back = torch.empty_like(order)
+    back[order] = torch.arange(K * B, device=count.device)
+    back -= chunk * (block_k * B)  # position within the chunk
+    num_chunks = int(chunk[-1]) + 1
+    histogram = torch.bincount(chunk * (lmax + 1) + count, minlength=num_chunks * (lmax + 1))
+    at_least = (
+        histogram.view(num_chunks, lmax + 1).flip(1).cumsum(1).flip(1)
+    )  # bins with count >= t
+    return order, back, at_least[:, 1:].tolist()
 
 
 # ----------------------------------------------------------------------------- autograd
@@ -382,48 +441,50 @@ class _BinMaxPool(torch.autograd.Function):
     """Max over rectangular bins of the feature map, with eq. 4's argmax routing as backward.
 
     forward(input (Tensor[N, C, H, W]), batch_index (Tensor[K]), hstart, hend, wstart, wend
-    (Tensor[K, B])) -> Tensor[K, C, B].
+    (Tensor[K, B]), levels ((levels_y, levels_x) or None: chosen by the cost model))
+    -> Tensor[K, C, B].
     """
 
     @staticmethod
-    def forward(ctx, input, batch_index, hstart, hend, wstart, wend):
-        pooled, argmax, blocks = _bin_max(input.detach(), batch_index, hstart, hend, wstart, wend)
+    def forward(ctx, input, batch_index, hstart, hend, wstart, wend, levels=None):
+        pooled, argmax = _bin_max(input.detach(), batch_index, hstart, hend, wstart, wend, levels)
         ctx.save_for_backward(argmax)
         ctx.input_shape = tuple(input.shape)
-        ctx.blocks = blocks
         return pooled  # (K, C, B)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_pooled):
-        (argmax,) = ctx.saved_tensors
+        (argmax,) = ctx.saved_tensors  # (K, C, B) int32
         N, C, H, W = ctx.input_shape
         M = N * C * H * W
         grad = grad_pooled.new_zeros(M + 2)  # slots M, M + 1 collect the gradient of "no argmax"
-        # Scatter-add every output gradient at its argmax. Per cell the additions come in
-        # (RoI, bin) order, as in torchvision's CPU kernel, so the float sums are the same. One
-        # block of channels (and chunk of RoIs) at a time, as in the forward: the cells hit
-        # fit in the cache, and the int64 copy of the indices that scatter_add_ needs is small.
-        block_c, block_k = ctx.blocks
-        for c0 in range(0, C, block_c):
-            for k0 in range(0, argmax.shape[0], block_k):
-                index = argmax[k0 : k0 + block_k, c0 : c0 + block_c].reshape(-1).long()
-                source = grad_pooled[k0 : k0 + block_k, c0 : c0 + block_c].reshape(-1)
-                grad.scatter_add_(0, index, source)
-        return grad[:M].view(N, C, H, W), None, None, None, None, None
+        # Add every output gradient at its argmax, in (RoI, channel, bin) order: per cell the
+        # additions come in torchvision's CPU order, so the float sums are the same bits.
+        # index_add_ of a 1-D tensor on the CPU is one sequential loop (int32 indices, no copy).
+        grad.index_add_(0, argmax.view(-1), grad_pooled.reshape(-1))
+        return grad[:M].view(N, C, H, W), None, None, None, None, None, None
 
 
 def _order_block(bits: Tensor) -> Tensor:
-    """Order integers of float32 values given as their int32 bits.
+    """Order integers of float32 values given as their int32 bits (in place).
 
-    The IEEE bits read as sign-magnitude: same order as the floats, -0.0 == +0.0 (both 0).
-    Branch-free (``torch.where`` on large int tensors is much slower than plain bit ops).
+    A negative value's magnitude bits are flipped (``bits ^ 0x7FFFFFFF``): larger magnitudes
+    become smaller integers, and every negative stays below every non-negative. The mapping is
+    its own inverse (:func:`_order_to_bits`), except that -0.0 (which would become -1) is set
+    to 0, equal to +0.0, by the caller. Branch-free bit ops (``torch.where`` on large int
+    tensors is much slower).
     """
     sign = bits >> 31  # -1 for negative values, 0 otherwise
-    ordered = sign & _SIGN_MASK
-    ordered ^= bits  # negative: -1 - magnitude
-    ordered -= sign  # negative: -magnitude
-    return ordered
+    sign &= _SIGN_MASK
+    return sign.bitwise_xor_(bits)
+
+
+def _order_to_bits(ordered: Tensor, out: Tensor) -> None:
+    """Inverse of :func:`_order_block` (for inputs without -0.0): float32 bits into ``out``."""
+    sign = ordered >> 31
+    sign &= _SIGN_MASK
+    torch.bitwise_xor(ordered, sign, out=out)
 
 
 def _rank_order(values: Tensor) -> Tensor:
@@ -436,14 +497,18 @@ def _rank_order(values: Tensor) -> Tensor:
     return ordered.masked_fill_(~valid, _CANNOT_WIN)
 
 
-def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend) -> tuple[Tensor, Tensor, int]:
+def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None):
     """Max and row-major first argmax of every bin, for every channel.
+
+    Args:
+        input (Tensor[N, C, H, W]); batch_index (Tensor[K]); hstart, hend, wstart, wend
+        (Tensor[K, B]): bin extents; levels ((levels_y, levels_x) or None): table levels,
+        None to let :func:`_choose_levels` pick them ((1, 1) is the direct max).
 
     Returns:
         pooled (Tensor[K, C, B]): the max (0 for an empty bin, -FLT_MAX when no value could win).
         argmax (Tensor[K, C, B] int32): ``((n * C + c) * H + y) * W + x`` of the winning cell, M
         for an empty bin, M + 1 when no value could win; M = N*C*H*W.
-        blocks (int, int): channels per table block and RoIs per chunk (the backward reuses them).
     """
     N, C, H, W = input.shape
     K, B = hstart.shape
@@ -453,19 +518,22 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend) -> tuple[Te
         raise ValueError(f"roi_pool supports feature maps of fewer than 2**31 elements; got {M}.")
     device = input.device
     if K * C * B == 0:  # nothing to pool (K = 0)
-        return (
-            input.new_zeros(K, C, B),
-            torch.empty(K, C, B, dtype=torch.int32, device=device),
-            (1, 1),
-        )
+        return input.new_zeros(K, C, B), torch.empty(K, C, B, dtype=torch.int32, device=device)
     values = input.new_empty(M + 2)  # the input, then 0 (slot M) and -FLT_MAX (slot M + 1)
     values[:M].view(N, C, H, W).copy_(input)
     values[M] = 0
     values[M + 1] = -FLT_MAX
     # NaN, -inf and -FLT_MAX can never win (min() propagates NaN, which compares False).
     all_valid = bool(values[:M].min() > -FLT_MAX) if M else True
+    # Fast path: the pooled values are decoded from the winning keys' high words. Not where the
+    # order integer forgets the bits: -0.0 (== +0.0), and the cells that cannot win.
+    decode = False
     if input.dtype == torch.float32:
-        order = _order_block(values[:M].view(torch.int32))  # (M,)
+        bits = values[:M].view(torch.int32)
+        decode = all_valid and not bool((bits == _NEG_ZERO).any())
+        order = _order_block(bits)  # (M,)
+        if not decode:
+            order.masked_fill_(order == -1, 0)  # -0.0 == +0.0
         if not all_valid:
             order.masked_fill_((order <= _ORD_NEG_FLT_MAX) | (order > _ORD_POS_INF), _CANNOT_WIN)
     else:
@@ -475,15 +543,22 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend) -> tuple[Te
     low_row_pos = _LOW_BITS - ((cell // plane) * C * plane + cell % plane)  # (rows,)
     channel_pos = torch.arange(C, device=device, dtype=torch.int64) * plane  # (C,)
 
-    levels_y, levels_x = _levels_needed(hstart, hend, wstart, wend)
+    tall = (hend - hstart).clamp(min=0)  # (K, B)
+    wide = (wend - wstart).clamp(min=0)
+    levels_y, levels_x = _choose_levels(tall, wide, rows) if levels is None else levels
     num_levels = levels_y * levels_x
     empty_row = num_levels * rows
-    corner = _corner_rows(batch_index, hstart, hend, wstart, wend, (N, H, W), levels_x, empty_row)
-    corner = corner.view(4, K, B)
-    block_c, block_k = _block_sizes(C, rows, num_levels, 4 * B)
+    lookups, count = _lookup_rows(
+        batch_index, hstart, hend, wstart, wend, (N, H, W), (levels_y, levels_x), empty_row
+    )  # (Lmax, K*B), (K*B,)
+    block_c, block_k = _block_sizes(C, rows, num_levels, B)
+    order_bins, back, reading = _chunk_plan(count, K, B, block_k)
+    lookups = lookups[:, order_bins]  # (Lmax, K*B): chunk by chunk, bins with most lookups first
+    chunk = min(K, block_k) * B * block_c
     table_buf = torch.empty((empty_row + 1) * block_c, dtype=torch.int64, device=device)
-    gather_buf = torch.empty(4 * min(K, block_k) * B * block_c, dtype=torch.int64, device=device)
-    best_buf = torch.empty(2 * min(K, block_k) * B * block_c, dtype=torch.int64, device=device)
+    best_buf = torch.empty(chunk, dtype=torch.int64, device=device)
+    read_buf = torch.empty(chunk, dtype=torch.int64, device=device)  # one lookup; then unsorted
+    low_word = 0 if sys.byteorder == "little" else 1  # the int32 half of a key holding ~position
     argmax = torch.empty(K, C, B, dtype=torch.int32, device=device)
     pooled = input.new_empty(K, C, B)
     for c0 in range(0, C, block_c):  # channel blocks keep the table small (cache, no page faults)
@@ -496,20 +571,33 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend) -> tuple[Te
             table[:rows].view(N, plane, width).masked_fill_(invalid, _key(_CANNOT_WIN, M + 1))
         table[empty_row] = _key(0, M)  # an empty bin: value 0 (slot M)
         _build_levels(table, (N, H, W), levels_y, levels_x)
-        for k0 in range(0, K, block_k):  # chunks of RoIs bound the gather buffer
+        for j, k0 in enumerate(range(0, K, block_k)):  # chunks of RoIs bound the buffers
             k1 = min(k0 + block_k, K)
-            n = (k1 - k0) * B
-            four = gather_buf[: 4 * n * width].view(4, n, width)
-            torch.index_select(table, 0, corner[:, k0:k1].reshape(-1), out=four.view(4 * n, width))
-            pair = best_buf[: 2 * n * width].view(2, n, width)
-            torch.maximum(four[:2], four[2:], out=pair)  # (2, b, Cb): top vs bottom blocks
-            best = pair[0]
-            torch.maximum(best, pair[1], out=best)  # (b, Cb) the max key of each bin
-            position = best.bitwise_and_(_LOW_BITS).neg_().add_(_LOW_BITS)  # decode, in place
-            # These positions lie in this block's planes (cache-resident): gather the values.
-            pooled[k0:k1, c0:c1] = values.take(position).view(k1 - k0, B, width).permute(0, 2, 1)
-            argmax[k0:k1, c0:c1] = position.view(k1 - k0, B, width).permute(0, 2, 1)  # (k, Cb, B)
-    return pooled, argmax, (block_c, block_k)
+            s0, s1 = k0 * B, k1 * B
+            best = best_buf[: (s1 - s0) * width].view(s1 - s0, width)
+            torch.index_select(table, 0, lookups[0, s0:s1], out=best)  # (b, Cb) first lookup
+            for t, m in enumerate(reading[j][1:], start=1):  # bins sorted: lookup t is a prefix
+                if m == 0:
+                    break
+                read = read_buf[: m * width].view(m, width)
+                torch.index_select(table, 0, lookups[t, s0 : s0 + m], out=read)
+                torch.maximum(best[:m], read, out=best[:m])  # (m, Cb) running max key
+            # Undo the sort; the max key's low word is ~position (0xFFFFFFFF - position), its
+            # high word the order integer of the value.
+            unsorted = read_buf[: (s1 - s0) * width].view(s1 - s0, width)
+            torch.index_select(best, 0, back[s0:s1], out=unsorted)  # (b, Cb)
+            words = unsorted.view(torch.int32).view(k1 - k0, B, width, 2)
+            torch.bitwise_not(
+                words[..., low_word], out=argmax[k0:k1, c0:c1].transpose(1, 2)
+            )  # (k, Cb, B) positions
+            if decode:
+                _order_to_bits(
+                    words[..., 1 - low_word],
+                    pooled[k0:k1, c0:c1].view(torch.int32).transpose(1, 2),
+                )  # (k, Cb, B) values
+    if not decode:
+        torch.index_select(values, 0, argmax.view(-1), out=pooled.view(-1))  # (K*C*B,)
+    return pooled, argmax
 
 
 # ----------------------------------------------------------------------------- public API
@@ -721,10 +809,10 @@ def roi_pool_workspace(
 
     Returns:
         dict with ``values`` (the input copy plus two slots), ``table`` (one channel block of the
-        sparse table), ``gather`` (the four gathered keys, their maxima, the values; one chunk),
-        ``bins`` (per-bin geometry and corner rows), ``argmax`` (int32, kept for the backward),
-        ``backward`` (the gradient buffer, one int64 index and source chunk), ``extra`` (the peak beyond
-        the output: forward or backward, whichever is larger), ``output`` and, for reference,
+        sparse table), ``gather`` (running max keys, one lookup's keys, the decoded positions; one
+        chunk), ``bins`` (per-bin geometry, lookup rows and their order), ``argmax`` (int32, kept
+        for the backward), ``backward`` (the gradient buffer), ``extra`` (the peak beyond the
+        output: forward or backward, whichever is larger), ``output`` and, for reference,
         ``torchvision_extra`` (its int32 argmax) and ``levels`` / ``block_channels`` (the table).
     """
     _check_input(input)
@@ -733,21 +821,21 @@ def roi_pool_workspace(
     N, C, H, W = input.shape
     K, B = rois.shape[0], h * w
     _, hs, he, ws, we = roi_bin_edges(rois, (h, w), _check_scale(spatial_scale), H, W)
-    hs, he = hs[:, :, None].expand(K, h, w), he[:, :, None].expand(K, h, w)
-    ws, we = ws[:, None, :].expand(K, h, w), we[:, None, :].expand(K, h, w)
-    levels_y, levels_x = _levels_needed(hs, he, ws, we)
+    tall = (he - hs).clamp(min=0)[:, :, None].expand(K, h, w)  # (K, h, w)
+    wide = (we - ws).clamp(min=0)[:, None, :].expand(K, h, w)
     rows = N * H * W
-    block_c, block_k = _block_sizes(C, rows, levels_y * levels_x, 4 * B)
+    levels_y, levels_x = _choose_levels(tall, wide, rows)
+    lmax = int(_lookup_counts(tall, wide, levels_y, levels_x).max()) if K else 1
+    block_c, block_k = _block_sizes(C, rows, levels_y * levels_x, B)
     item = input.element_size()
     chunk = min(K, block_k) * B * block_c
     sizes = {
         "values": (rows * C + 2) * item,
         "table": (levels_y * levels_x * rows + 1) * block_c * 8,
-        "gather": 6 * chunk * 8 + chunk * item,  # four keys, two pair maxima, gathered values
-        "bins": K * B * (4 + 4 + 4) * 8,
+        "gather": chunk * (8 + 8 + 4),  # running max keys, one lookup's keys, decoded positions
+        "bins": K * B * (lmax + 8) * 8,  # lookup rows (before and after the sort), order, counts
         "argmax": K * C * B * 4,
-        "backward": (rows * C + 2) * item
-        + chunk * (8 + item),  # gradient buffer, index + source chunk
+        "backward": (rows * C + 2) * item,  # the gradient buffer
     }
     forward = sum(sizes[key] for key in ("values", "table", "gather", "bins", "argmax"))
     sizes["extra"] = max(forward, sizes["argmax"] + sizes["backward"])  # peak beyond the output
