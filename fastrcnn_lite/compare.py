@@ -98,10 +98,11 @@ def format_seconds(seconds: float) -> str:
 
 
 def format_bytes(num: int) -> str:
-    """A size for a table: ``'0'``, ``'512 B'``, ``'3.4 MB'``, ``'1.2 GB'`` (powers of 1000)."""
+    """A size for a table: ``'0'``, ``'512 B'``, ``'3.4 MiB'``, ``'1.2 GiB'`` (powers of 1024, the
+    unit every notebook prints sizes in)."""
     if num == 0:
         return "0"
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if num >= size:
             return f"{num / size:.1f} {unit}"
     return f"{num} B"

@@ -62,7 +62,7 @@ def fake_result() -> dict:
             "cache_bytes": b, "parameters": p, "from_cache": True, "train_stages": {},
         }
         for name, m, t, b, p in (
-            ("R-CNN", 0.61, 900.0, 35_200_000, 1_500_000),
+            ("R-CNN", 0.61, 900.0, 35 * 2**20 + 2**19, 1_500_000),
             ("SPPnet", 0.58, 300.0, 4_100_000, 1_700_000),
             ("Fast R-CNN", 0.71, 150.0, 0, 1_200_000),
             ("Fast R-CNN + SVD", 0.70, 150.5, 0, 1_000_000),
@@ -103,8 +103,9 @@ def test_format_helpers_by_hand():
     assert format_seconds(math.nan) == "n/a"
     assert format_bytes(0) == "0"
     assert format_bytes(512) == "512 B"
-    assert format_bytes(35_200_000) == "35.2 MB"
-    assert format_bytes(2_500_000_000) == "2.5 GB"
+    assert format_bytes(35 * 2**20 + 2**19) == "35.5 MiB"
+    assert format_bytes(5 * 2**29) == "2.5 GiB"
+    assert format_bytes(1536) == "1.5 KiB"
 
 
 def test_speedups_are_rcnn_time_over_each_time():
@@ -134,7 +135,7 @@ def test_table_puts_the_paper_next_to_ours():
     assert by_name["SPPnet"]["paper test / image"] == "2.3 s"
     assert by_name["R-CNN"]["paper train"] == "84 h"
     assert by_name["R-CNN"]["train time"] == "15.0 min"
-    assert by_name["R-CNN"]["feature cache"] == "35.2 MB"
+    assert by_name["R-CNN"]["feature cache"] == "35.5 MiB"
     assert by_name["Fast R-CNN"]["feature cache"] == "0"
     assert by_name["SPPnet"]["parameters"] == "1.70 M"
     assert all(
