@@ -83,7 +83,7 @@ _ORD_POS_INF = 0x7F800000  # order integer of +inf; larger ones are NaNs
 _NEG_ZERO = -(1 << 31)  # int32 bits of -0.0
 _LOW_BITS = 0xFFFFFFFF
 _CANNOT_WIN = -(1 << 31)  # order integer of NaN and values <= -FLT_MAX: below everything
-_BUILD_COST = 0.5  # building one table level, per feature cell, in lookups (measured: see above)
+_BUILD_COST = 0.9  # building one table level, per feature cell, in lookups (measured: see above)
 _BLOCK_BYTES = 8 << 20  # table block and gather buffers: 8 MiB each (cache-sized, no page faults)
 
 
@@ -467,7 +467,7 @@ class _BinMaxPool(torch.autograd.Function):
 
 
 def _order_block(bits: Tensor) -> Tensor:
-    """Order integers of float32 values given as their int32 bits (in place).
+    """Order integers of float32 values given as their int32 bits (a new tensor).
 
     A negative value's magnitude bits are flipped (``bits ^ 0x7FFFFFFF``): larger magnitudes
     become smaller integers, and every negative stays below every non-negative. The mapping is
@@ -480,8 +480,14 @@ def _order_block(bits: Tensor) -> Tensor:
     return sign.bitwise_xor_(bits)
 
 
-def _order_to_bits(ordered: Tensor, out: Tensor) -> None:
-    """Inverse of :func:`_order_block` (for inputs without -0.0): float32 bits into ``out``."""
+def _order_to_bits(ordered: Tensor, out: Tensor, non_negative: bool = False) -> None:
+    """Inverse of :func:`_order_block` (for inputs without -0.0): float32 bits into ``out``.
+
+    ``non_negative``: every order integer is >= 0, so it already is the bits (a copy).
+    """
+    if non_negative:
+        out.copy_(ordered)
+        return
     sign = ordered >> 31
     sign &= _SIGN_MASK
     torch.bitwise_xor(ordered, sign, out=out)
@@ -519,25 +525,28 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
     device = input.device
     if K * C * B == 0:  # nothing to pool (K = 0)
         return input.new_zeros(K, C, B), torch.empty(K, C, B, dtype=torch.int32, device=device)
-    values = input.new_empty(M + 2)  # the input, then 0 (slot M) and -FLT_MAX (slot M + 1)
-    values[:M].view(N, C, H, W).copy_(input)
-    values[M] = 0
-    values[M + 1] = -FLT_MAX
-    # NaN, -inf and -FLT_MAX can never win (min() propagates NaN, which compares False).
-    all_valid = bool(values[:M].min() > -FLT_MAX) if M else True
     # Fast path: the pooled values are decoded from the winning keys' high words. Not where the
-    # order integer forgets the bits: -0.0 (== +0.0), and the cells that cannot win.
-    decode = False
-    if input.dtype == torch.float32:
-        bits = values[:M].view(torch.int32)
-        decode = all_valid and not bool((bits == _NEG_ZERO).any())
-        order = _order_block(bits)  # (M,)
-        if not decode:
+    # order integer forgets the bits: -0.0 (== +0.0), and the cells that cannot win; there the
+    # values are gathered from a copy of the input at the argmax.
+    decode, non_negative = False, False
+    if M == 0:  # an empty map: every bin is empty
+        order, all_valid = torch.empty(0, dtype=torch.int32, device=device), True
+    elif input.dtype == torch.float32:
+        bits = input.reshape(-1).view(torch.int32)  # (M,) no copy when input is contiguous
+        has_negative_zero = bool(bits.min() == _NEG_ZERO)  # -0.0 is the smallest int32
+        order = _order_block(bits)  # (M,) a new tensor
+        lowest, highest = (int(v) for v in torch.aminmax(order))
+        # NaN, -inf and -FLT_MAX can never win: at or below -FLT_MAX's order, or above +inf's.
+        all_valid = lowest > _ORD_NEG_FLT_MAX and highest <= _ORD_POS_INF
+        decode = all_valid and not has_negative_zero
+        non_negative = lowest >= 0  # ReLU features: the order integers are the bits
+        if has_negative_zero:
             order.masked_fill_(order == -1, 0)  # -0.0 == +0.0
         if not all_valid:
             order.masked_fill_((order <= _ORD_NEG_FLT_MAX) | (order > _ORD_POS_INF), _CANNOT_WIN)
     else:
-        order = _rank_order(values[:M])
+        all_valid = bool(input.min() > -FLT_MAX)  # min() propagates NaN: False
+        order = _rank_order(input.reshape(-1))
     order = order.view(N, C, plane)
     cell = torch.arange(rows, device=device, dtype=torch.int64)
     low_row_pos = _LOW_BITS - ((cell // plane) * C * plane + cell % plane)  # (rows,)
@@ -594,8 +603,10 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
                 _order_to_bits(
                     words[..., 1 - low_word],
                     pooled[k0:k1, c0:c1].view(torch.int32).transpose(1, 2),
+                    non_negative,
                 )  # (k, Cb, B) values
-    if not decode:
+    if not decode:  # gather: the input, then 0 (slot M) and -FLT_MAX (slot M + 1)
+        values = torch.cat([input.reshape(-1), input.new_tensor([0.0, -FLT_MAX])])  # (M + 2,)
         torch.index_select(values, 0, argmax.view(-1), out=pooled.view(-1))  # (K*C*B,)
     return pooled, argmax
 
