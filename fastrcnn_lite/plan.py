@@ -88,9 +88,11 @@ class RunPlan:
     timed: str
     memory_error: MemoryPreflightError | None = None
     notes: list[str] = field(default_factory=list)
+    untimed: set[str] = field(default_factory=set)  # stages with work to do but no estimate
 
     @property
     def total(self) -> float:
+        """The sum of the estimated stages (an untimed stage counts 0: see :attr:`untimed`)."""
         return sum(self.seconds.values())
 
     def format(self) -> str:
@@ -99,8 +101,10 @@ class RunPlan:
         text = ["plan:"] + [f"  {topic:<{width}}  {line}" for topic, line in self.lines]
         text.append(f"estimate on this machine ({self.timed}):")
         for stage, seconds in self.seconds.items():
-            text.append(f"  {stage:<{width}}  {format_seconds(seconds):>10}   {self.how[stage]}")
-        text.append(f"  {'total':<{width}}  {format_seconds(self.total):>10}")
+            shown = "?" if stage in self.untimed else format_seconds(seconds)
+            text.append(f"  {stage:<{width}}  {shown:>10}   {self.how[stage]}")
+        left_out = f"   + {', '.join(sorted(self.untimed))} (not timed)" if self.untimed else ""
+        text.append(f"  {'total':<{width}}  {format_seconds(self.total):>10}{left_out}")
         return "\n".join(text + self.notes)
 
 
@@ -340,6 +344,7 @@ def plan_run(
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
+    untimed: set[str] = set()
     if memory_error is not None:
         how = dict.fromkeys(seconds, "not timed: the run does not fit in memory")
     else:
@@ -350,6 +355,7 @@ def plan_run(
                                 "process(es)")  # fmt: skip
         elif todo:
             how["proposals"] = f"{todo} images, not timed: no images on disk yet"
+            untimed.add("proposals")
         else:
             how["proposals"] = "cached"
         seconds["training"] = remaining * per_unit["iteration"]
@@ -364,10 +370,11 @@ def plan_run(
     source = "the dataset's images" if train_ds is not None else "synthetic images (no data yet)"
     tested = f" and {timed_images} detected test images" if request.evaluate else ""
     timed = f"{device}{threads}; {timed_iters} timed SGD iterations{tested}, on {source}"
-    plan = RunPlan(lines, seconds, how, per_unit, device, timed, memory_error)
+    plan = RunPlan(lines, seconds, how, per_unit, device, timed, memory_error, untimed=untimed)
     if device.type == "cpu" and plan.total > LONG_ON_CPU_SECONDS:
         plan.notes.append(
-            f"On this CPU the run would take about {format_seconds(plan.total)}; on a CUDA GPU it "
+            f"On this CPU the run would take about {format_seconds(plan.total)}"
+            f"{' and the untimed stages' if plan.untimed else ''}; on a CUDA GPU it "
             "takes hours (the paper trained VGG16 in 9.5 h on one K40): run it on a machine "
             "with a GPU with --device cuda."
         )

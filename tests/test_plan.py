@@ -103,6 +103,10 @@ def test_plan_before_the_download_uses_known_split_sizes_and_synthetic_images(tm
     assert "download it first (python -m fastrcnn_lite.download" in text
     assert "trainval 5011 images, test 4952 images" in text
     assert "9963 images, not timed: no images on disk yet" in text
+    estimate = text.split("estimate on this machine")[1].splitlines()
+    proposals = next(line for line in estimate if line.startswith("  proposals "))
+    total = next(line for line in estimate if line.startswith("  total "))
+    assert proposals.split()[1] == "?" and total.endswith("+ proposals (not timed)")
     assert "on synthetic images (no data yet)" in text and not (tmp_path / "nothing").exists()
 
 
