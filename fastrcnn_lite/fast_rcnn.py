@@ -35,14 +35,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbones import Backbone, alexnet_backbone, freeze_below, small_backbone, vgg16_backbone
-from .boxes import box_area, boxes_to_rois, check_boxes, decode_boxes
+from .boxes import boxes_to_rois, check_boxes, decode_boxes
 from .config import Config
 from .detect import postprocess_detections
 from .losses import fast_rcnn_loss
 from .progress import tqdm
 from .roi_pool import RoIPool
 from .sampling import sample_rois
-from .transforms import batch_images, resize, scale_factor
+from .transforms import batch_images, pyramid_levels, resize, scale_factor
 
 __all__ = [
     "FastRCNNHead",
@@ -73,21 +73,6 @@ def resolve_device(cfg: Config) -> torch.device:
 def max_size_for(cfg: Config, scales: tuple[int, ...]) -> int:
     """The longer-side cap for these scales: ``cfg.max_size`` for one, ``cfg.multiscale_max_size`` for a pyramid."""
     return cfg.max_size if len(scales) == 1 else cfg.multiscale_max_size
-
-
-def pyramid_levels(proposals: Tensor, factors: Tensor, target_area: float) -> Tensor:
-    """The pyramid level each proposal is pooled from (section 5.2, the paper's ``_project_im_rois``).
-
-    Args:
-        proposals (Tensor[P, 4]): boxes in original image pixels.
-        factors (Tensor[L]): the scale factor of each pyramid level.
-        target_area: the area (pixels^2) a scaled RoI should be closest to (224 x 224).
-
-    Returns:
-        Tensor[P] int64: for each proposal, ``argmin over levels of |area * factor^2 - target_area|``.
-    """
-    areas = box_area(proposals).cpu().double()[:, None] * factors.double()[None, :] ** 2  # (P, L)
-    return (areas - target_area).abs().argmin(dim=1)  # (P,)
 
 
 class FastRCNNHead(nn.Module):

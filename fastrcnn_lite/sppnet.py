@@ -27,15 +27,15 @@ cannot update the conv layers below the pyramid.
   matches, e.g. VGG16's 7x7 against levels (6, 3, 2, 1)).
 * Disk: the conv map of every training image is cached (float16, one file per image) and the
   pyramids are pooled from it. SPPnet's caches were ~10x smaller than R-CNN's for this reason.
-* SVMs and box regressors exactly as R-CNN's (``fastrcnn_lite.rcnn`` / ``fastrcnn_lite.svm``):
-  SVMs on fc7, ridge on the pyramid features.
+* SVMs and box regressors exactly as R-CNN's, from the same stage modules
+  (``fastrcnn_lite.regions`` for the windows and the cache, ``fastrcnn_lite.region_heads`` for
+  the heads' training and the detector, ``fastrcnn_lite.svm`` for the algorithms): SVMs on fc7,
+  ridge on the pyramid features.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import time
 from collections.abc import Sequence
 
@@ -45,28 +45,29 @@ from torch import Tensor, nn
 
 from .backbones import Backbone, freeze_below
 from .boxes import box_area, check_boxes, clip_boxes_to_image
-from .config import Config, resolve_path
+from .config import Config
 from .pretrain import new_backbone, pretrained_backbone, small_backbone_size
 from .progress import tqdm
-from .rcnn import (
+from .region_heads import SVMDetector, load_or_train, train_heads
+from .regions import (
     FeatureCache,
-    SVMDetector,
-    SVMRegions,
-    _check_proposals,
-    _dataset_key,
-    _labels_for_boxes,
-    _load_image,
-    _load_target,
-    _module_digest,
-    _training_boxes,
+    check_proposals,
+    dataset_key,
+    draw_windows,
+    feature_cache_folder,
     gt_for_training,
-    load_or_train,
+    load_image,
+    load_target,
+    module_digest,
     proposals_digest,
     resolve_max_proposals,
+    training_boxes,
+    training_windows,
 )
 from .roi_pool import SpatialPyramidPool
-from .svm import BoxRegressors, LinearSVMs, train_box_regressors, train_svms
-from .transforms import resize, scale_factor
+from .sampling import match_proposals
+from .svm import BoxRegressors, LinearSVMs
+from .transforms import pyramid_levels, resize, scale_factor
 
 __all__ = [
     "SPPNet",
@@ -138,22 +139,21 @@ def extract_conv_features(
     ``factor`` (image resize factor), ``boxes`` (Tensor[G + P, 4], gt first, original image
     pixels) and ``num_gt``. Reused when the key (network, proposals, data, settings) matches.
     """
-    _check_proposals(dataset, proposals)
+    check_proposals(dataset, proposals)
     scale = cfg.scales[0]
-    key = hashlib.sha1(
-        json.dumps([_module_digest(backbone.body), proposals_digest(proposals), _dataset_key(dataset),
-                    scale, cfg.max_size, cfg.use_difficult, max_proposals_per_image, cfg.seed]).encode()
-    ).hexdigest()[:12]  # fmt: skip
-    folder = resolve_path(cfg.cache_dir) / "sppnet_features" / key
+    folder = feature_cache_folder(cfg, "sppnet", [
+        module_digest(backbone.body), proposals_digest(proposals), dataset_key(dataset),
+        scale, cfg.max_size, cfg.use_difficult, max_proposals_per_image, cfg.seed,
+    ])  # fmt: skip
     if FeatureCache.is_complete(folder):
         return FeatureCache(folder)
     gen = torch.Generator().manual_seed(cfg.seed)
 
     def record(i: int) -> dict:
-        boxes, num_gt = _training_boxes(
+        boxes, num_gt = training_boxes(
             dataset, proposals, i, cfg.use_difficult, max_proposals_per_image, gen
         )
-        conv, factor = _conv_map(backbone, _load_image(dataset, i), scale, cfg.max_size)
+        conv, factor = _conv_map(backbone, load_image(dataset, i), scale, cfg.max_size)
         return {"conv": conv.half(), "factor": factor, "boxes": boxes, "num_gt": num_gt}
 
     backbone.body.eval()
@@ -222,8 +222,8 @@ def finetune_spp_fc(
     with torch.inference_mode():
         for i in tqdm(range(len(cache)), desc="SPPnet windows", disable=not progress):
             record = cache.load(i)
-            gt, gt_labels = gt_for_training(_load_target(dataset, i), cfg.use_difficult)
-            max_iou, best = _labels_for_boxes(record["boxes"], gt, gt_labels)
+            gt, gt_labels = gt_for_training(load_target(dataset, i), cfg.use_difficult)
+            max_iou, best = match_proposals(record["boxes"], gt)  # (G + P,), (G + P,)
             fg = torch.where(max_iou >= cfg.fg_iou_thresh)[0]
             bg = torch.where((max_iou < cfg.fg_iou_thresh) & (max_iou >= cfg.bg_iou_thresh_lo))[0]
             if len(bg) == 0:
@@ -248,14 +248,10 @@ def finetune_spp_fc(
         lr=lr, momentum=cfg.momentum,
     )  # fmt: skip
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(0.75 * iters)], 0.1)
-    num_fg = round(positive_fraction * batch_size)
     losses = []
     model.train()
     for _ in tqdm(range(iters), desc="SPPnet fine-tuning (fc only)", disable=not progress):
-        pick = torch.cat([
-            fg[torch.randint(len(fg), (num_fg,), generator=gen)],
-            bg[torch.randint(len(bg), (batch_size - num_fg,), generator=gen)] if len(bg) else fg[:0],
-        ])  # fmt: skip
+        pick = draw_windows(fg, bg, batch_size, positive_fraction, gen)  # (B,)
         loss = F.cross_entropy(model(feats[pick].float()), labels[pick])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -281,7 +277,7 @@ class SPPNet(SVMDetector):
         backbone: the pre-trained network (only ``body`` is used: conv layers, frozen).
         fc (nn.Module): the fine-tuned fc6 (for the pyramid) and fc7: Tensor[P, C * sum n*n] -> Tensor[P, fc_dim].
         svms, box_regressors, classes, score_thresh, nms_thresh, detections_per_img, info: see
-            :class:`~fastrcnn_lite.rcnn.SVMDetector` (the regressors read the pyramid features).
+            :class:`~fastrcnn_lite.region_heads.SVMDetector` (the regressors read the pyramid features).
         levels: pyramid levels (``cfg.spp_levels``).
         scales, max_size: test scales (shorter side) and the longer-side cap; several scales =
             an image pyramid, each proposal pooled at the scale closest to ``target_area``.
@@ -305,14 +301,11 @@ class SPPNet(SVMDetector):
         """One conv pass per scale, then the pyramid of every box: (pyramids Tensor[P, C * sum n*n], fc7 Tensor[P, fc_dim])."""
         with torch.inference_mode():
             pyramids = torch.zeros(len(boxes), self.backbone.out_channels * self.spp.num_bins)
-            if len(self.scales) == 1:
-                which = torch.zeros(len(boxes), dtype=torch.long)
-            else:  # the scale at which each box's area is closest to target_area
-                factors = torch.tensor(
-                    [scale_factor(tuple(image.shape[1:]), s, self.max_size) for s in self.scales]
-                )
-                areas = box_area(boxes)[:, None] * factors[None] ** 2  # (P, S)
-                which = (areas - self.target_area).abs().argmin(dim=1)  # (P,)
+            factors = torch.tensor(
+                [scale_factor(tuple(image.shape[1:]), s, self.max_size) for s in self.scales],
+                dtype=torch.float64,
+            )  # (S,)
+            which = pyramid_levels(boxes, factors, self.target_area)  # (P,) the scale of each box
             for s, scale in enumerate(self.scales):
                 rows = torch.where(which == s)[0]
                 if len(rows) == 0:
@@ -355,14 +348,14 @@ def train_sppnet(
         finetune_iters: SGD iterations of the fc fine-tuning (default 600 for the small backbone).
         max_proposals_per_image: a random subset of this many proposals per training image for
             the SVMs / regressors (None: all; "auto": as R-CNN, see
-            :func:`~fastrcnn_lite.rcnn.resolve_max_proposals`, so both train on the same regions).
+            :func:`~fastrcnn_lite.regions.resolve_max_proposals`, so both train on the same regions).
 
     Returns:
         SPPNet with ``info``: ``features_seconds``, ``finetune_seconds``, ``svm_seconds``,
         ``ridge_seconds``, ``train_seconds`` (their sum), ``cache_bytes``, ``cache_dir``,
         ``cache_reused`` (1: an existing conv-map cache was found), ``finetune_losses``.
     """
-    _check_proposals(train_ds, proposals)
+    check_proposals(train_ds, proposals)
     if backbone is None:
         backbone = pretrained_backbone(cfg, train_ds, progress=progress)
     backbone = copy.deepcopy(backbone)
@@ -379,48 +372,22 @@ def train_sppnet(
     )
     fc.eval()
 
-    # One pass over the cached maps: fc7 of every box (for the SVMs) and the regression set.
-    start = time.perf_counter()
-    num_classes = len(train_ds.classes)
-    fc7s, reg_feats, reg_labels, reg_targets = [], [], [], []
-    from .boxes import encode_boxes
+    def load(i: int):  # SPPnet's pool features: the pyramid of every cached box of image i
+        record = cache.load(i)
+        with torch.inference_mode():
+            pyramids = _pyramid(spp, record)  # (G + P, C * sum n*n)
+        return record["boxes"], record["num_gt"], pyramids
 
-    with torch.inference_mode():
-        for i in tqdm(range(len(cache)), desc="SPPnet pyramids -> fc7", disable=not progress):
-            record = cache.load(i)
-            pyramids = _pyramid(spp, record)  # (G + P, D)
-            fc7s.append((record["boxes"], record["num_gt"], fc(pyramids).half()))
-            gt, gt_labels = gt_for_training(_load_target(train_ds, i), cfg.use_difficult)
-            props = record["boxes"][record["num_gt"] :]
-            max_iou, best = _labels_for_boxes(props, gt, gt_labels)
-            keep = torch.where(max_iou > cfg.bbox_reg_iou)[0]
-            if len(keep):
-                reg_feats.append(pyramids[record["num_gt"] + keep])
-                reg_labels.append(gt_labels[best[keep]])
-                reg_targets.append(encode_boxes(props[keep], gt[best[keep]]))
-    pass_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    regions = SVMRegions(
-        lambda i: fc7s[i], lambda x: x, train_ds, num_classes, cfg.svm_neg_iou, cfg.use_difficult
-    )
-    svms = train_svms(regions, num_classes, C=cfg.svm_C, hard_negative_rounds=cfg.svm_hard_negative_rounds,
-                      seed=cfg.seed, class_names=train_ds.classes, progress=progress)  # fmt: skip
-    svm_seconds = time.perf_counter() - start + pass_seconds
-    start = time.perf_counter()
-    dim = backbone.out_channels * spp.num_bins
-    regressors = train_box_regressors(
-        torch.cat(reg_feats) if reg_feats else torch.zeros(0, dim),
-        torch.cat(reg_labels) if reg_labels else torch.zeros(0, dtype=torch.long),
-        torch.cat(reg_targets) if reg_targets else torch.zeros(0, 4),
-        num_classes, cfg.ridge_lambda,
-    )  # fmt: skip
+    svms, regressors, heads = train_heads(load, fc, train_ds, cfg, progress)
     info = {
-        "features_seconds": features_seconds, "finetune_seconds": ft["seconds"], "svm_seconds": svm_seconds,
-        "ridge_seconds": time.perf_counter() - start, "cache_bytes": cache.bytes, "cache_dir": str(cache.folder),
-        "cache_reused": int(cache.reused), "cache_regions": cache.num_regions,
-        "finetune_losses": ft["losses"], "num_fg_windows": ft["num_fg_windows"], "num_bg_windows": ft["num_bg_windows"],
+        "features_seconds": features_seconds, "finetune_seconds": ft["seconds"], **heads,
+        "cache_bytes": cache.bytes, "cache_dir": str(cache.folder), "cache_reused": int(cache.reused),
+        "cache_regions": cache.num_regions, "finetune_losses": ft["losses"],
+        "num_fg_windows": ft["num_fg_windows"], "num_bg_windows": ft["num_bg_windows"],
     }  # fmt: skip
-    info["train_seconds"] = features_seconds + ft["seconds"] + svm_seconds + info["ridge_seconds"]
+    info["train_seconds"] = (
+        features_seconds + ft["seconds"] + heads["svm_seconds"] + heads["ridge_seconds"]
+    )
     return SPPNet(backbone, fc, svms, regressors, train_ds.classes, cfg.spp_levels, cfg.test_scales, cfg.max_size,
                   cfg.pyramid_target_area, nms_thresh=cfg.nms_thresh, detections_per_img=cfg.detections_per_img,
                   info=info)  # fmt: skip
@@ -507,15 +474,13 @@ def backward_cost(
         total area: the conv activations a backward pass needs at least the forward of),
         ``rf_fraction`` = mean over RoIs of (receptive-field area / image area).
     """
-    from .rcnn import _windows
-
     gen = torch.Generator().manual_seed(seed)
-    image_index, boxes, labels = _windows(dataset, proposals, cfg.fg_iou_thresh, cfg.use_difficult)
+    image_index, boxes, labels = training_windows(
+        dataset, proposals, cfg.fg_iou_thresh, cfg.use_difficult
+    )
     if images_per_batch is None:
         fg, bg = torch.where(labels > 0)[0], torch.where(labels == 0)[0]
-        num_fg = round(positive_fraction * rois_per_batch)
-        pick = torch.cat([fg[torch.randint(len(fg), (num_fg,), generator=gen)],
-                          bg[torch.randint(len(bg), (rois_per_batch - num_fg,), generator=gen)]])  # fmt: skip
+        pick = draw_windows(fg, bg, rois_per_batch, positive_fraction, gen)  # (R,)
     else:
         images = torch.randperm(len(dataset), generator=gen)[:images_per_batch]
         per = rois_per_batch // images_per_batch
@@ -524,7 +489,7 @@ def backward_cost(
     rf_pixels, image_pixels, fractions = 0, 0, []
     used = image_index[pick].unique().tolist()
     for i in used:
-        height, width = _load_target(dataset, i)["size"]
+        height, width = load_target(dataset, i)["size"]
         factor = scale_factor((height, width), cfg.scales[0], cfg.max_size)
         size = (round(height * factor), round(width * factor))
         rows = pick[image_index[pick] == i]

@@ -3,7 +3,9 @@
 Data-flow stage: between **image** and **backbone feature map**. Fast R-CNN rescales each
 image so its shorter side is ``scale`` pixels (600 in the paper) with the longer side capped at
 ``max_size`` (1000), flips training images horizontally with p = 0.5, and pads the N images of
-a mini-batch to one tensor. Boxes are transformed with their image, in continuous pixels.
+a mini-batch to one tensor. Boxes are transformed with their image, in continuous pixels. At
+test time with several scales (an image pyramid), :func:`pyramid_levels` picks the scale each
+proposal is pooled from.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["scale_factor", "resize", "hflip", "batch_images"]
+from .boxes import box_area
+
+__all__ = ["scale_factor", "pyramid_levels", "resize", "hflip", "batch_images"]
 
 
 def scale_factor(size: tuple[int, int], scale: int, max_size: int) -> float:
@@ -25,6 +29,24 @@ def scale_factor(size: tuple[int, int], scale: int, max_size: int) -> float:
     if round(long * factor) > max_size:
         factor = max_size / long
     return factor
+
+
+def pyramid_levels(proposals: Tensor, factors: Tensor, target_area: float) -> Tensor:
+    """The pyramid level each proposal is pooled from (section 5.2, the paper's ``_project_im_rois``).
+
+    Fast R-CNN's and SPPnet's multi-scale test use the same rule: each proposal is pooled at the
+    scale where its area is closest to ``target_area``. Taught in ``notebooks/06_fast_rcnn.ipynb``.
+
+    Args:
+        proposals (Tensor[P, 4]): boxes in original image pixels.
+        factors (Tensor[L]): the scale factor of each pyramid level.
+        target_area: the area (pixels^2) a scaled RoI should be closest to (224 x 224).
+
+    Returns:
+        Tensor[P] int64: for each proposal, ``argmin over levels of |area * factor^2 - target_area|``.
+    """
+    areas = box_area(proposals).cpu().double()[:, None] * factors.double()[None, :] ** 2  # (P, L)
+    return (areas - target_area).abs().argmin(dim=1)  # (P,)
 
 
 def resize(image: Tensor, boxes: Tensor, factor: float) -> tuple[Tensor, Tensor]:
