@@ -2,15 +2,22 @@
 
     python -m fastrcnn_lite.bench roi_pool              # our RoI pooling vs torchvision's kernel
     python -m fastrcnn_lite.bench roi_pool --quick      # small and fast (the notebook's version)
+    python -m fastrcnn_lite.bench roi_pool_levels       # forward time of each table size: the crossover
     python -m fastrcnn_lite.bench detectors [ARGS...]   # fastrcnn_lite.bench_detectors.main(ARGS)
 
 Data-flow stage: region features (``roi_pool``, Fast R-CNN section 2.1; the paper's time
 breakdown gives roi_pool5 17 ms of VGG16's 320 ms per image). ``roi_pool`` times
 :func:`fastrcnn_lite.roi_pool.roi_pool` against ``torchvision.ops.roi_pool`` (and the slow
-teaching loop on a few RoIs) on the two Fast R-CNN workloads: training (N = 2 images, 128 RoIs)
-and testing (N = 1 image, 2000 RoIs), VGG16 conv5 maps (C = 512, 38 x 50 for a 600 x 800 image,
-spatial_scale 1/16), 7 x 7 bins. Its last line is
-``roi_pool fwd+bwd vs torchvision: train <x>x, test <y>x``.
+teaching loop on a few RoIs) on three Fast R-CNN workloads: training (N = 2 images, 128 RoIs),
+testing (N = 1 image, 2000 RoIs) and the embedded profile's testing (N = 1 image, 170 RoIs: about
+the proposals selective search finds on its images), all on VGG16 conv5 maps (C = 512, 38 x 50
+for a 600 x 800 image, spatial_scale 1/16), 7 x 7 bins, so that only the RoI count differs. Its
+last line is ``roi_pool fwd+bwd vs torchvision: train <x>x, test <y>x, embedded <z>x``.
+
+``roi_pool_levels`` times the forward pass with every table size forced, from the direct max
+``(1, 1)`` (no table) to the full range-max table, for several RoI counts, marks the fastest and
+the one :func:`fastrcnn_lite.roi_pool.roi_pool` chooses, and fits the build cost of its cost
+model (the figures are quoted in ``fastrcnn_lite/roi_pool.py``).
 
 Shared machines: run from the command line, ``roi_pool`` sets ``OMP_WAIT_POLICY=PASSIVE``
 (unless you set OMP_WAIT_POLICY yourself) by re-executing itself. With the default active spin-wait,
@@ -23,12 +30,13 @@ under the same policy; the header prints it and the load average.
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import torch
@@ -37,10 +45,11 @@ from torch import Tensor
 from .boxes import boxes_to_rois
 from .roi_pool import roi_pool, roi_pool_loop, roi_pool_workspace
 
-# The two workloads of the issue: VGG16 conv5 of a 600 x 800 image (stride 16 -> 38 x 50).
+# The workloads: VGG16 conv5 of a 600 x 800 image (stride 16 -> 38 x 50).
 WORKLOADS = {
     "train": {"num_images": 2, "num_rois": 128},  # Fast R-CNN mini-batch: 2 images x 64 RoIs
     "test": {"num_images": 1, "num_rois": 2000},  # ~2000 selective-search proposals per image
+    "embedded": {"num_images": 1, "num_rois": 170},  # the embedded set's ~170 proposals per image
 }
 IMAGE_SIZE = (600, 800)  # (height, width) in pixels
 FEATURE_SIZE = (38, 50)  # ceil(600 / 16), ceil(800 / 16)
@@ -78,21 +87,26 @@ def _median_ms(samples: list[float]) -> float:
 
 
 def _time_interleaved(
-    fns: dict[str, Callable[[], object]], repeats: int, device: torch.device
+    fns: dict[str, Callable[[], object]],
+    repeats: int,
+    device: torch.device,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
-    """Wall-clock seconds of each function, run in turn (A B C A B C ...) after one warm-up each.
+    """Seconds of each function, run in turn (A B C A B C ...) after one warm-up each.
 
-    Interleaving spreads background load evenly over the contenders.
+    Interleaving spreads background load evenly over the contenders. ``clock`` is wall-clock
+    time by default; ``time.process_time`` (CPU seconds of all threads) counts the work alone,
+    not the waits for cores that other processes hold.
     """
 
     def run(fn):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        start = time.perf_counter()
+        start = clock()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        return time.perf_counter() - start
+        return clock() - start
 
     for fn in fns.values():
         run(fn)
@@ -253,10 +267,105 @@ def _bench_roi_pool(repeats, loop_rois, channels, dev, print_fn):
             + f", torchvision {tv_extra * mib:.1f} MiB (its int32 argmax); output {memory['output'] * mib:.1f} MiB"
         )
     print_fn(
-        f"\nroi_pool fwd+bwd vs torchvision: train {results['train']['ratio_fb']:.2f}x, "
-        f"test {results['test']['ratio_fb']:.2f}x"
+        "\nroi_pool fwd+bwd vs torchvision: "
+        + ", ".join(f"{name} {r['ratio_fb']:.2f}x" for name, r in results.items())
     )
     return results
+
+
+def bench_roi_pool_levels(
+    rois: Sequence[int] = (4, 8, 16, 40, 80, 128, 170, 400, 2000),
+    repeats: int = 5,
+    channels: int = CHANNELS,
+    threads: int | None = None,
+    print_fn=print,
+) -> dict[int, dict]:
+    """Forward time of roi_pool with each table size forced: where the direct max stops paying.
+
+    One image (two for 128 RoIs, the training batch), proposal-like boxes, the 38 x 50 map and
+    7 x 7 bins of :func:`bench_roi_pool`. For each RoI count every ``levels`` from ``(1, 1)``
+    (direct max, no table) to the largest useful table is timed in CPU time of the process
+    (``time.process_time``: the work, without the waits for cores other processes hold, which
+    on a shared machine swamp the differences; median of ``repeats`` interleaved runs). The
+    model's inputs (lookups, table cells built) are printed beside, and a least-squares fit over
+    all rows (a per-workload constant plus a cost per lookup and per built cell) gives the build
+    cost in lookups, the model's ``_BUILD_COST``.
+
+    Returns:
+        {num_rois: {"times": {levels: ms}, "chosen": levels, "fastest": levels}} plus the key
+        "build_cost" (float).
+    """
+    rp = importlib.import_module(f"{__package__}.roi_pool")  # the module, not the function
+
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        height, width = FEATURE_SIZE
+        print_fn(
+            f"roi_pool forward CPU ms by table levels ({torch.get_num_threads()} threads, "
+            f"C={channels}, {height}x{width} map, 7x7 bins; median of {repeats} interleaved runs)"
+        )
+        results: dict = {}
+        fit_rows, fit_times, workloads = [], [], []
+        for K in rois:
+            N = 2 if K == 128 else 1
+            g = torch.Generator().manual_seed(1)
+            x = torch.randn(N, channels, height, width, generator=g)  # (N, C, H, W)
+            boxes = boxes_to_rois([proposal_like_boxes(K // N, seed=i) for i in range(N)])
+            _, hs, he, ws, we = rp.roi_bin_edges(boxes, OUTPUT_SIZE, SPATIAL_SCALE, height, width)
+            h, w = OUTPUT_SIZE
+            tall = (he - hs).clamp(min=0)[:, :, None].expand(K, h, w)  # (K, h, w)
+            wide = (we - ws).clamp(min=0)[:, None, :].expand(K, h, w)
+            rows = N * height * width
+            max_y, max_x = int(tall.max()).bit_length(), int(wide.max()).bit_length()
+            candidates = [(ly, lx) for ly in range(1, max_y + 1) for lx in range(1, max_x + 1)]
+            samples = _time_interleaved(
+                {
+                    c: partial(rp.roi_pool, x, boxes, OUTPUT_SIZE, SPATIAL_SCALE, levels=c)
+                    for c in candidates
+                },
+                repeats,
+                torch.device("cpu"),
+                clock=time.process_time,
+            )
+            times = {c: _median_ms(samples[c]) for c in candidates}
+            chosen = rp._choose_levels(tall, wide, rows)
+            fastest = min(times, key=times.get)
+            print_fn(f"\n{K} RoIs, N={N}:  levels   lookups  cells built  CPU ms")
+            for c in candidates:
+                lookups = int(rp._lookup_counts(tall, wide, *c).sum())
+                built = (c[0] * c[1] - 1) * rows
+                mark = (" fastest" if c == fastest else "") + (" chosen" if c == chosen else "")
+                print_fn(f"  {str(c):>22s}{lookups:10d}{built:13d}{times[c]:12.1f}{mark}")
+                fit_rows.append((lookups, built))
+                fit_times.append(times[c])
+                workloads.append(K)
+            ratio = times[chosen] / times[fastest]
+            print_fn(
+                f"  direct (1, 1) {times[(1, 1)]:.1f} ms, best table {fastest} "
+                f"{times[fastest]:.1f} ms; chosen {chosen} is {ratio:.2f}x the fastest"
+            )
+            results[K] = {"times": times, "chosen": chosen, "fastest": fastest}
+        # ms = a * lookups + b * cells built + (one constant per workload), least squares
+        names = sorted(set(workloads))
+        design = torch.tensor(
+            [
+                [lk, bl] + [float(k == n) for n in names]
+                for (lk, bl), k in zip(fit_rows, workloads, strict=True)
+            ],
+            dtype=torch.float64,
+        )
+        target = torch.tensor(fit_times, dtype=torch.float64)[:, None]
+        a, b = torch.linalg.lstsq(design, target).solution[:2, 0].tolist()
+        results["build_cost"] = b / a
+        print_fn(
+            f"\nfit: {a * 1e3:.3f} us per lookup, {b * 1e3:.3f} us per table cell built: "
+            f"build cost {b / a:.2f} lookups per cell (roi_pool uses {rp._BUILD_COST})"
+        )
+        return results
+    finally:
+        torch.set_num_threads(previous)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,6 +392,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--quick", action="store_true", help="C=64 and 3 runs: the notebook's small version"
     )
+    lv = sub.add_parser(
+        "roi_pool_levels", help="forward time of each table size: the direct/table crossover"
+    )
+    lv.add_argument(
+        "--rois",
+        type=int,
+        nargs="+",
+        default=[4, 8, 16, 40, 80, 128, 170, 400, 2000],
+        help="RoI counts to time (128 runs on two images, the training batch)",
+    )
+    lv.add_argument("--repeats", type=int, default=5, help="timed runs per table size (median)")
+    lv.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     d = sub.add_parser(
         "detectors", help="detector timings (fastrcnn_lite.bench_detectors)", add_help=False
     )
@@ -298,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("fastrcnn_lite.bench_detectors is not there yet; only `roi_pool` can run.")
         return bench_detectors.main(args.args) or 0
 
+    if args.command == "roi_pool_levels":
+        bench_roi_pool_levels(rois=args.rois, repeats=args.repeats, threads=args.threads)
+        return 0
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available here.")
     torch.set_num_threads(args.threads)
@@ -310,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     if (
-        sys.argv[1:2] == ["roi_pool"] and "OMP_WAIT_POLICY" not in os.environ
+        sys.argv[1:2] in (["roi_pool"], ["roi_pool_levels"]) and "OMP_WAIT_POLICY" not in os.environ
     ):  # set before OpenMP starts
         env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
         os.execve(sys.executable, [sys.executable, "-m", "fastrcnn_lite.bench", *sys.argv[1:]], env)

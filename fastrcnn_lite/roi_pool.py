@@ -30,26 +30,56 @@ For an RoI ``(n, x1, y1, x2, y2)`` in image pixels and a feature map with ``spat
 How it is vectorised (no loop over RoIs or bins)
 ------------------------------------------------
 Every (value, position) pair is packed into one int64 *key*: the high 32 bits are an integer
-with the same order as the float value (float32: its IEEE bits read as sign-magnitude, so
--0.0 == +0.0; float64: its rank among the distinct values), the low 32 bits are
-``0xFFFFFFFF - position``. The max of keys is then the max value and, among equal values, the
-smallest position: exactly the row-major first maximum. A 2-D sparse table holds, for each
-level ``(ky, kx)``, the max key of every ``2**ky x 2**kx`` block of cells. An ``a x b`` bin
-with ``2**ky <= a < 2**(ky+1)`` and ``2**kx <= b < 2**(kx+1)`` is the union of four
-(overlapping) such blocks, so its max key is the max of four gathered keys (max is idempotent:
-the overlap does no harm). The low word of the winning key is the argmax position; the output is
-the input gathered there, and the backward (:class:`_BinMaxPool`) is a ``scatter_add_`` of the
-output gradients at those positions, in torchvision's order of additions.
+with the same order as the float value (float32: its IEEE bits, with a negative value's
+magnitude bits flipped so that larger magnitudes come lower, and -0.0 set equal to +0.0;
+float64: its rank among the distinct values), the low 32 bits are ``0xFFFFFFFF - position``.
+The max of keys is then the max value and, among equal values, the smallest position: exactly
+the row-major first maximum.
+
+A 2-D sparse table with ``levels_y x levels_x`` levels holds, for each level ``(ky, kx)``, the
+max key of every ``2**ky x 2**kx`` block of cells. Along each axis a bin ``a`` cells long is
+covered by ``ceil(a / 2**k)`` blocks of ``2**k`` cells, ``k = min(floor(log2 a), levels - 1)``,
+the last one flush with the bin's end (max is idempotent: overlaps do no harm): one block when
+``a`` is a power of two, two when the table reaches ``a``, more when it is capped. So
+``levels = (1, 1)`` is the *direct max* (no table; every cell of a bin is one lookup), and the
+full table answers any bin with at most four lookups, as in the textbook range-max query.
+Each bin's lookups are rows of a ``(table rows, channels)`` matrix: ``index_select`` gathers
+them for all channels at once, and a running ``maximum`` reduces them. Within a chunk of RoIs
+the bins are sorted by their number of lookups (most first), so lookup ``t`` reads a prefix of
+the bins; the sort is undone once per chunk.
+
+The winning key's low word is the argmax position. Its high word, mapped back (the map is its
+own inverse; for a map without negative values it *is* the bits), gives the pooled value:
+no gather from the input. Where the order integer forgets the bits (a map holding -0.0, NaN,
+-inf or -FLT_MAX, or float64), the values are gathered from a copy of the input at the argmax.
+The backward (:class:`_BinMaxPool`) is one ``index_add_`` of the output gradients at the int32
+argmax: on the CPU a single sequential loop in (RoI, channel, bin) order, torchvision's order of
+additions, so the float sums are the same bits.
+
+Choosing the strategy from the workload (measured)
+--------------------------------------------------
+The table costs a pass over the map per level, whatever the number of RoIs; the direct max
+costs ``a * b`` lookups per bin. :func:`_choose_levels` evaluates every ``levels`` from
+``(1, 1)`` to the full table with the model ``cost = lookups + _BUILD_COST * cells built``
+(lookups summed over the bins; cells built = ``(levels_y * levels_x - 1) * N * H * W``) and takes
+the cheapest. ``_BUILD_COST`` and the crossover were measured with
+``python -m fastrcnn_lite.bench roi_pool_levels`` (forward CPU time with each table forced,
+512 x 38 x 50 map, 7 x 7 bins, proposal-like boxes; 2 threads; a 2-core machine shared with
+other jobs)::
+
+MEASURED_FIGURES
 
 The table is built and queried one block of channels at a time (Python loops over channel
-blocks and chunks of RoIs, each fully vectorised; the backward scatters block by block too), so
-that it stays a few MiB: small enough for the cache, and for the allocator to reuse without
-page faults. :func:`roi_pool_workspace` reports the memory; the peak beyond the output is the
-int32 argmax (as torchvision's), a copy of the input, and about ``3 * _BLOCK_BYTES``.
+blocks, chunks of RoIs and the lookups of a chunk, each fully vectorised), so that it stays a
+few MiB: small enough for the cache, and for the allocator to reuse without page faults.
+:func:`roi_pool_workspace` reports the memory; the peak beyond the output is the int32 argmax
+(as torchvision's), the int32 order integers of the map, and about ``3 * _BLOCK_BYTES`` (plus
+a copy of the input where the values are gathered).
 
-The same code runs on CUDA. There, as in torchvision's CUDA kernel, ``scatter_add_`` adds with
+The same code runs on CUDA. There, as in torchvision's CUDA kernel, ``index_add_`` adds with
 atomics, so a cell that collects several gradients may differ in the last bit from run to run
-(integer-valued gradients, as in the tests, are exact in any order).
+(integer-valued gradients, as in the tests, are exact in any order). No CUDA timing has been
+taken yet.
 """
 
 from __future__ import annotations
@@ -57,6 +87,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import torch
@@ -405,6 +436,26 @@ def _lookup_rows(batch_index, hstart, hend, wstart, wend, shape, levels, empty_r
     return rows.masked_fill_(((tall == 0) | (wide == 0))[None], empty_row), count
 
 
+def _covered_box(hstart, hend, wstart, wend) -> tuple[int, int, int, int]:
+    """Rows y0:y1 and columns x0:x1 of the smallest box that holds every non-empty bin.
+
+    Args:
+        hstart, hend, wstart, wend (Tensor[K, B] or Tensor[K, h, w]): bin extents, clipped
+            to the map.
+
+    Returns:
+        (y0, y1, x0, x1); (0, 0, 0, 0) when every bin is empty.
+    """
+    nonempty = (hend > hstart) & (wend > wstart)  # (K, B)
+    if not bool(nonempty.any()):
+        return 0, 0, 0, 0
+    big = torch.iinfo(hstart.dtype).max
+    starts = torch.stack([hstart, wstart]).masked_fill(~nonempty, big).flatten(1).amin(dim=1)
+    ends = torch.stack([hend, wend]).masked_fill(~nonempty, -1).flatten(1).amax(dim=1)
+    (y0, x0), (y1, x1) = starts.tolist(), ends.tolist()
+    return y0, y1, x0, x1
+
+
 def _block_sizes(C: int, rows: int, num_levels: int, B: int) -> tuple[int, int]:
     """Channels per table block and RoIs per chunk, so that each stays near _BLOCK_BYTES."""
     channels = max(1, min(C, _BLOCK_BYTES // (8 * (num_levels * rows + 1))))
@@ -518,8 +569,8 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
     """
     N, C, H, W = input.shape
     K, B = hstart.shape
-    rows, plane = N * H * W, H * W
-    M = rows * C
+    plane = H * W
+    M = N * C * plane
     if M + 2 >= (1 << 31):
         raise ValueError(f"roi_pool supports feature maps of fewer than 2**31 elements; got {M}.")
     device = input.device
@@ -528,11 +579,18 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
     # Fast path: the pooled values are decoded from the winning keys' high words. Not where the
     # order integer forgets the bits: -0.0 (== +0.0), and the cells that cannot win; there the
     # values are gathered from a copy of the input at the argmax.
+    # Only cells that some bin covers can win: the keys and the table are made for the box of
+    # rows y0:y1 and columns x0:x1 that holds every non-empty bin (all of the map for many RoIs,
+    # a small part for a few); positions stay those of the whole map.
+    y0, y1, x0, x1 = _covered_box(hstart, hend, wstart, wend)
+    window = input[:, :, y0:y1, x0:x1]  # (N, C, Hc, Wc), a view
+    Hc, Wc = y1 - y0, x1 - x0
+    rows = N * Hc * Wc
     decode, non_negative = False, False
-    if M == 0:  # an empty map: every bin is empty
+    if rows * C == 0:  # every bin is empty
         order, all_valid = torch.empty(0, dtype=torch.int32, device=device), True
     elif input.dtype == torch.float32:
-        bits = input.reshape(-1).view(torch.int32)  # (M,) no copy when input is contiguous
+        bits = window.reshape(-1).view(torch.int32)  # (N*C*Hc*Wc,) no copy for the whole map
         has_negative_zero = bool(bits.min() == _NEG_ZERO)  # -0.0 is the smallest int32
         order = _order_block(bits)  # (M,) a new tensor
         lowest, highest = (int(v) for v in torch.aminmax(order))
@@ -545,20 +603,29 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
         if not all_valid:
             order.masked_fill_((order <= _ORD_NEG_FLT_MAX) | (order > _ORD_POS_INF), _CANNOT_WIN)
     else:
-        all_valid = bool(input.min() > -FLT_MAX)  # min() propagates NaN: False
-        order = _rank_order(input.reshape(-1))
-    order = order.view(N, C, plane)
-    cell = torch.arange(rows, device=device, dtype=torch.int64)
-    low_row_pos = _LOW_BITS - ((cell // plane) * C * plane + cell % plane)  # (rows,)
-    channel_pos = torch.arange(C, device=device, dtype=torch.int64) * plane  # (C,)
+        all_valid = bool(window.min() > -FLT_MAX) if rows * C else True  # NaN: False
+        order = _rank_order(window.reshape(-1))
+    order = order.view(N, C, Hc * Wc)
+    arange = partial(torch.arange, device=device, dtype=torch.int64)
+    cell = (arange(N) * C * plane)[:, None, None] + (arange(y0, y1) * W)[:, None] + arange(x0, x1)
+    low_row_pos = _LOW_BITS - cell.view(rows)  # (rows,) for cell (n, y, x) of the window
+    channel_pos = arange(C) * plane  # (C,)
 
     tall = (hend - hstart).clamp(min=0)  # (K, B)
     wide = (wend - wstart).clamp(min=0)
     levels_y, levels_x = _choose_levels(tall, wide, rows) if levels is None else levels
+    levels_y, levels_x = min(levels_y, Hc.bit_length() or 1), min(levels_x, Wc.bit_length() or 1)
     num_levels = levels_y * levels_x
     empty_row = num_levels * rows
     lookups, count = _lookup_rows(
-        batch_index, hstart, hend, wstart, wend, (N, H, W), (levels_y, levels_x), empty_row
+        batch_index,
+        hstart - y0,
+        hend - y0,
+        wstart - x0,
+        wend - x0,
+        (N, Hc, Wc),
+        (levels_y, levels_x),
+        empty_row,
     )  # (Lmax, K*B), (K*B,)
     block_c, block_k = _block_sizes(C, rows, num_levels, B)
     order_bins, back, reading = _chunk_plan(count, K, B, block_k)
@@ -579,7 +646,7 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
             invalid = (order[:, c0:c1] == _CANNOT_WIN).transpose(1, 2)  # (N, H*W, Cb)
             table[:rows].view(N, plane, width).masked_fill_(invalid, _key(_CANNOT_WIN, M + 1))
         table[empty_row] = _key(0, M)  # an empty bin: value 0 (slot M)
-        _build_levels(table, (N, H, W), levels_y, levels_x)
+        _build_levels(table, (N, Hc, Wc), levels_y, levels_x)
         for j, k0 in enumerate(range(0, K, block_k)):  # chunks of RoIs bound the buffers
             k1 = min(k0 + block_k, K)
             s0, s1 = k0 * B, k1 * B
@@ -614,7 +681,9 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
 # ----------------------------------------------------------------------------- public API
 
 
-def roi_pool(input: Tensor, boxes, output_size, spatial_scale: float = 1.0) -> Tensor:
+def roi_pool(
+    input: Tensor, boxes, output_size, spatial_scale: float = 1.0, *, levels=None
+) -> Tensor:
     """RoI max pooling (Fast R-CNN section 2.1), bitwise equal to ``torchvision.ops.roi_pool``.
 
     Args:
@@ -625,12 +694,16 @@ def roi_pool(input: Tensor, boxes, output_size, spatial_scale: float = 1.0) -> T
             at x1 (y1), as torchvision does.
         output_size (int or (h, w)): the pooled size, e.g. 7 for VGG16.
         spatial_scale (float): image pixels -> feature cells (1/16 for VGG16 conv5).
+        levels ((levels_y, levels_x) or None): the range-max table to use, ``(1, 1)`` for the
+            direct max; None (the default) lets the cost model choose from the workload. The
+            result is the same bits either way; only the time differs (benchmarks, tests).
 
     Returns:
         Tensor[K, C, h, w]: the pooled features; empty bins hold 0.
     """
     _check_input(input)
     h, w = _output_size_pair(output_size)
+    levels = _check_table_levels(levels)
     spatial_scale = _check_scale(spatial_scale)
     rois = _as_rois(input, boxes)  # (K, 5)
     N, C, H, W = input.shape
@@ -640,7 +713,9 @@ def roi_pool(input: Tensor, boxes, output_size, spatial_scale: float = 1.0) -> T
     hend = hend[:, :, None].expand(K, h, w).reshape(K, h * w)
     wstart = wstart[:, None, :].expand(K, h, w).reshape(K, h * w)
     wend = wend[:, None, :].expand(K, h, w).reshape(K, h * w)
-    pooled = _BinMaxPool.apply(input, batch_index, hstart, hend, wstart, wend)  # (K, C, h*w)
+    pooled = _BinMaxPool.apply(
+        input, batch_index, hstart, hend, wstart, wend, levels
+    )  # (K, C, h*w)
     return pooled.view(K, C, h, w)
 
 
@@ -663,6 +738,21 @@ class RoIPool(nn.Module):
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"
+
+
+def _check_table_levels(levels) -> tuple[int, int] | None:
+    if levels is None:
+        return None
+    if (
+        not isinstance(levels, Sequence)
+        or len(levels) != 2
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in levels)
+    ):
+        raise ValueError(
+            f"levels must be None or a pair of positive ints (levels_y, levels_x) such as (1, 1) "
+            f"(direct max) or (3, 3); got {levels!r}."
+        )
+    return int(levels[0]), int(levels[1])
 
 
 def _check_levels(levels) -> tuple[int, ...]:
@@ -711,7 +801,7 @@ def spatial_pyramid_pool(
         parts["ws"].append(ws[:, None, :].expand(K, n, n).reshape(K, n * n))
         parts["we"].append(we[:, None, :].expand(K, n, n).reshape(K, n * n))
     bins = [torch.cat(parts[key], dim=1) for key in ("hs", "he", "ws", "we")]  # (K, sum n*n) each
-    pooled = _BinMaxPool.apply(input, batch_index, *bins)  # (K, C, sum n*n)
+    pooled = _BinMaxPool.apply(input, batch_index, *bins, None)  # (K, C, sum n*n)
     pieces = pooled.split([n * n for n in levels], dim=2)  # (K, C, n*n) per level
     return torch.cat([p.reshape(K, C * p.shape[2]) for p in pieces], dim=1)  # (K, C * sum n*n)
 
@@ -819,7 +909,8 @@ def roi_pool_workspace(
     """Bytes of the tensors :func:`roi_pool` allocates for one forward + backward (benchmark report).
 
     Returns:
-        dict with ``values`` (the input copy plus two slots), ``table`` (one channel block of the
+        dict with ``values`` (the int32 order integers, and where values are gathered rather
+        than decoded the input copy plus two slots), ``table`` (one channel block of the
         sparse table), ``gather`` (running max keys, one lookup's keys, the decoded positions; one
         chunk), ``bins`` (per-bin geometry, lookup rows and their order), ``argmax`` (int32, kept
         for the backward), ``backward`` (the gradient buffer), ``extra`` (the peak beyond the
@@ -832,21 +923,27 @@ def roi_pool_workspace(
     N, C, H, W = input.shape
     K, B = rois.shape[0], h * w
     _, hs, he, ws, we = roi_bin_edges(rois, (h, w), _check_scale(spatial_scale), H, W)
-    tall = (he - hs).clamp(min=0)[:, :, None].expand(K, h, w)  # (K, h, w)
-    wide = (we - ws).clamp(min=0)[:, None, :].expand(K, h, w)
-    rows = N * H * W
+    hs, he = hs[:, :, None].expand(K, h, w), he[:, :, None].expand(K, h, w)  # (K, h, w)
+    ws, we = ws[:, None, :].expand(K, h, w), we[:, None, :].expand(K, h, w)
+    tall, wide = (he - hs).clamp(min=0), (we - ws).clamp(min=0)
+    y0, y1, x0, x1 = _covered_box(hs, he, ws, we)
+    rows = N * (y1 - y0) * (x1 - x0)  # the window of the map that the bins cover
     levels_y, levels_x = _choose_levels(tall, wide, rows)
     lmax = int(_lookup_counts(tall, wide, levels_y, levels_x).max()) if K else 1
     block_c, block_k = _block_sizes(C, rows, levels_y * levels_x, B)
     item = input.element_size()
     chunk = min(K, block_k) * B * block_c
+    # The values are decoded from the keys unless the map holds -0.0 or values that cannot win
+    # (or is float64): then a copy of the input is gathered from.
+    negative_zero = bool(((input == 0) & input.signbit()).any())
+    gathers = input.dtype != torch.float32 or negative_zero or not bool((input > -FLT_MAX).all())
     sizes = {
-        "values": (rows * C + 2) * item,
+        "values": (N * C * H * W + 2) * item * gathers + rows * C * 4,  # copy; order integers
         "table": (levels_y * levels_x * rows + 1) * block_c * 8,
         "gather": chunk * (8 + 8 + 4),  # running max keys, one lookup's keys, decoded positions
         "bins": K * B * (lmax + 8) * 8,  # lookup rows (before and after the sort), order, counts
         "argmax": K * C * B * 4,
-        "backward": (rows * C + 2) * item,  # the gradient buffer
+        "backward": (N * C * H * W + 2) * item,  # the gradient buffer
     }
     forward = sum(sizes[key] for key in ("values", "table", "gather", "bins", "argmax"))
     sizes["extra"] = max(forward, sizes["argmax"] + sizes["backward"])  # peak beyond the output
