@@ -287,13 +287,13 @@ def bench_roi_pool_levels(
     (direct max, no table) to the largest useful table is timed in CPU time of the process
     (``time.process_time``: the work, without the waits for cores other processes hold, which
     on a shared machine swamp the differences; median of ``repeats`` interleaved runs). The
-    model's inputs (lookups, table cells built) are printed beside, and a least-squares fit over
-    all rows (a per-workload constant plus a cost per lookup and per built cell) gives the build
-    cost in lookups, the model's ``_BUILD_COST``.
+    model's inputs (lookups, table cells built, lookup passes) are printed beside, and a
+    least-squares fit over all rows (a per-workload constant plus a cost per lookup, per built
+    cell and per pass) gives the model's ``_BUILD_COST`` and ``_PASS_COST`` in lookups.
 
     Returns:
-        {num_rois: {"times": {levels: ms}, "chosen": levels, "fastest": levels}} plus the key
-        "build_cost" (float).
+        {num_rois: {"times": {levels: ms}, "chosen": levels, "fastest": levels}} plus the keys
+        "build_cost" and "pass_cost" (floats).
     """
     rp = importlib.import_module(f"{__package__}.roi_pool")  # the module, not the function
 
@@ -315,9 +315,11 @@ def bench_roi_pool_levels(
             boxes = boxes_to_rois([proposal_like_boxes(K // N, seed=i) for i in range(N)])
             _, hs, he, ws, we = rp.roi_bin_edges(boxes, OUTPUT_SIZE, SPATIAL_SCALE, height, width)
             h, w = OUTPUT_SIZE
-            tall = (he - hs).clamp(min=0)[:, :, None].expand(K, h, w)  # (K, h, w)
-            wide = (we - ws).clamp(min=0)[:, None, :].expand(K, h, w)
-            rows = N * height * width
+            hs, he = hs[:, :, None].expand(K, h, w), he[:, :, None].expand(K, h, w)  # (K, h, w)
+            ws, we = ws[:, None, :].expand(K, h, w), we[:, None, :].expand(K, h, w)
+            tall, wide = (he - hs).clamp(min=0), (we - ws).clamp(min=0)
+            y0, y1, x0, x1 = rp._covered_box(hs, he, ws, we)
+            rows = N * (y1 - y0) * (x1 - x0)  # the window the table covers
             max_y, max_x = int(tall.max()).bit_length(), int(wide.max()).bit_length()
             candidates = [(ly, lx) for ly in range(1, max_y + 1) for lx in range(1, max_x + 1)]
             samples = _time_interleaved(
@@ -330,15 +332,19 @@ def bench_roi_pool_levels(
                 clock=time.process_time,
             )
             times = {c: _median_ms(samples[c]) for c in candidates}
-            chosen = rp._choose_levels(tall, wide, rows)
+            chosen = rp._choose_levels(tall, wide, rows, channels)
             fastest = min(times, key=times.get)
-            print_fn(f"\n{K} RoIs, N={N}:  levels   lookups  cells built  CPU ms")
+            print_fn(
+                f"\n{K} RoIs, N={N}, window {y1 - y0}x{x1 - x0}:"
+                "  levels   lookups  cells built  passes  CPU ms"
+            )
             for c in candidates:
-                lookups = int(rp._lookup_counts(tall, wide, *c).sum())
-                built = (c[0] * c[1] - 1) * rows
+                terms = rp._model_terms(tall, wide, rows, channels, c)
                 mark = (" fastest" if c == fastest else "") + (" chosen" if c == chosen else "")
-                print_fn(f"  {str(c):>22s}{lookups:10d}{built:13d}{times[c]:12.1f}{mark}")
-                fit_rows.append((lookups, built))
+                print_fn(
+                    f"  {str(c):>38s}{terms[0]:10d}{terms[1]:13d}{terms[2]:8d}{times[c]:8.1f}{mark}"
+                )
+                fit_rows.append(terms)
                 fit_times.append(times[c])
                 workloads.append(K)
             ratio = times[chosen] / times[fastest]
@@ -347,21 +353,23 @@ def bench_roi_pool_levels(
                 f"{times[fastest]:.1f} ms; chosen {chosen} is {ratio:.2f}x the fastest"
             )
             results[K] = {"times": times, "chosen": chosen, "fastest": fastest}
-        # ms = a * lookups + b * cells built + (one constant per workload), least squares
+        # ms = a * lookups + b * cells built + c * passes + (one constant per workload)
         names = sorted(set(workloads))
         design = torch.tensor(
             [
-                [lk, bl] + [float(k == n) for n in names]
-                for (lk, bl), k in zip(fit_rows, workloads, strict=True)
+                list(t) + [float(k == n) for n in names]
+                for t, k in zip(fit_rows, workloads, strict=True)
             ],
             dtype=torch.float64,
         )
         target = torch.tensor(fit_times, dtype=torch.float64)[:, None]
-        a, b = torch.linalg.lstsq(design, target).solution[:2, 0].tolist()
-        results["build_cost"] = b / a
+        a, b, c = torch.linalg.lstsq(design, target).solution[:3, 0].tolist()
+        results["build_cost"], results["pass_cost"] = b / a, c / a
         print_fn(
-            f"\nfit: {a * 1e3:.3f} us per lookup, {b * 1e3:.3f} us per table cell built: "
-            f"build cost {b / a:.2f} lookups per cell (roi_pool uses {rp._BUILD_COST})"
+            f"\nfit: {a * 1e3:.3f} us per lookup, {b * 1e3:.3f} us per table cell built, "
+            f"{c * 1e3:.1f} us per lookup pass: build cost {b / a:.2f} lookups per cell "
+            f"(roi_pool uses {rp._BUILD_COST}), pass cost {c / a:.0f} lookups "
+            f"(roi_pool uses {rp._PASS_COST:g})"
         )
         return results
     finally:

@@ -114,7 +114,8 @@ _ORD_POS_INF = 0x7F800000  # order integer of +inf; larger ones are NaNs
 _NEG_ZERO = -(1 << 31)  # int32 bits of -0.0
 _LOW_BITS = 0xFFFFFFFF
 _CANNOT_WIN = -(1 << 31)  # order integer of NaN and values <= -FLT_MAX: below everything
-_BUILD_COST = 0.9  # building one table level, per feature cell, in lookups (measured: see above)
+_BUILD_COST = 0.4  # building one table level, per cell, in lookups (measured: see above)
+_PASS_COST = 40.0  # one pass of lookups over a channel block, in lookups (measured: see above)
 _BLOCK_BYTES = 8 << 20  # table block and gather buffers: 8 MiB each (cache-sized, no page faults)
 
 
@@ -380,14 +381,20 @@ def _lookup_counts(tall: Tensor, wide: Tensor, levels_y: int, levels_x: int) -> 
     return (ny * nx).clamp(min=1)
 
 
-def _choose_levels(tall: Tensor, wide: Tensor, rows: int) -> tuple[int, int]:
+def _choose_levels(tall: Tensor, wide: Tensor, rows: int, channels: int) -> tuple[int, int]:
     """The table levels (levels_y, levels_x) that minimise the modelled forward time.
 
-    Model, in units of one lookup (gathering one table row, then a maximum): ``sum of lookups
-    per bin + _BUILD_COST * (levels_y * levels_x - 1) * rows`` (building one level of the table
-    costs ``_BUILD_COST`` lookups per feature cell). ``(1, 1)`` is the direct max (every cell of
-    every bin is looked up, no table); the largest levels are the full range-max table (at most
-    four lookups per bin). The candidates are evaluated at once: one matrix product.
+    Model, in units of one lookup (gathering one table row of all channels, then a maximum):
+    ``lookups + _BUILD_COST * cells built + _PASS_COST * lookup passes``, where lookups are
+    summed over the bins, building a level is a pass over the ``rows`` cells of the window, and
+    a lookup pass (one ``index_select`` and one ``maximum`` per channel block) is made for each
+    of the most lookups any bin needs. ``(1, 1)`` is the direct max (every cell of every bin is
+    looked up, no table); the largest levels are the full range-max table (at most four lookups
+    per bin). All candidates are evaluated at once (a matrix product for the sums).
+
+    Args:
+        tall, wide (Tensor[K, ...] int64): bin heights and widths in cells (0: empty).
+        rows (int): cells of the window the table covers; channels (int): C.
     """
     if tall.numel() == 0:
         return 1, 1
@@ -396,13 +403,24 @@ def _choose_levels(tall: Tensor, wide: Tensor, rows: int) -> tuple[int, int]:
     tall, wide = tall.flatten(), wide.flatten()
     ny = torch.stack([_blocks_per_bin(tall, ly)[1] for ly in range(1, max_y + 1)])  # (Y, bins)
     nx = torch.stack([_blocks_per_bin(wide, lx)[1] for lx in range(1, max_x + 1)])  # (X, bins)
-    lookups = ny.double() @ nx.double().T  # (Y, X) sum of lookups (exact: integers < 2**53)
-    levels = torch.arange(1, max_y + 1, dtype=torch.float64)[:, None] * torch.arange(
-        1, max_x + 1, dtype=torch.float64
-    )  # (Y, X)
-    cost = lookups + _BUILD_COST * (levels - 1) * rows
+    lookups = ny.double() @ nx.double().T  # (Y, X) sums (exact: integers < 2**53)
+    most = (ny[:, None, :] * nx[None, :, :]).amax(dim=2).clamp(min=1)  # (Y, X)
+    ly = torch.arange(1, max_y + 1)[:, None]  # (Y, 1)
+    lx = torch.arange(1, max_x + 1)[None, :]  # (1, X)
+    built = (ly * lx - 1) * rows  # (Y, X)
+    per_block = (_BLOCK_BYTES // (8 * (ly * lx * rows + 1))).clamp(1, channels)
+    passes = most * ((channels + per_block - 1) // per_block)  # (Y, X)
+    cost = lookups + _BUILD_COST * built + _PASS_COST * passes
     best = int(cost.flatten().argmin())
     return best // max_x + 1, best % max_x + 1
+
+
+def _model_terms(tall, wide, rows: int, channels: int, levels) -> tuple[int, int, int]:
+    """(lookups, cells built, lookup passes) of one candidate: the inputs of the cost model."""
+    levels_y, levels_x = levels
+    counts = _lookup_counts(tall, wide, levels_y, levels_x)
+    blocks = math.ceil(channels / _block_sizes(channels, rows, levels_y * levels_x, 1)[0])
+    return int(counts.sum()), (levels_y * levels_x - 1) * rows, int(counts.max()) * blocks
 
 
 def _lookup_rows(batch_index, hstart, hend, wstart, wend, shape, levels, empty_row):
@@ -613,7 +631,7 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
 
     tall = (hend - hstart).clamp(min=0)  # (K, B)
     wide = (wend - wstart).clamp(min=0)
-    levels_y, levels_x = _choose_levels(tall, wide, rows) if levels is None else levels
+    levels_y, levels_x = _choose_levels(tall, wide, rows, C) if levels is None else levels
     levels_y, levels_x = min(levels_y, Hc.bit_length() or 1), min(levels_x, Wc.bit_length() or 1)
     num_levels = levels_y * levels_x
     empty_row = num_levels * rows
@@ -928,7 +946,7 @@ def roi_pool_workspace(
     tall, wide = (he - hs).clamp(min=0), (we - ws).clamp(min=0)
     y0, y1, x0, x1 = _covered_box(hs, he, ws, we)
     rows = N * (y1 - y0) * (x1 - x0)  # the window of the map that the bins cover
-    levels_y, levels_x = _choose_levels(tall, wide, rows)
+    levels_y, levels_x = _choose_levels(tall, wide, rows, C)
     lmax = int(_lookup_counts(tall, wide, levels_y, levels_x).max()) if K else 1
     block_c, block_k = _block_sizes(C, rows, levels_y * levels_x, B)
     item = input.element_size()

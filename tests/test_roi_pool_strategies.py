@@ -142,32 +142,31 @@ def test_lookups_cover_each_bin_exactly():
 
 
 def test_cost_model_picks_its_minimum():
-    """_choose_levels (one matrix product) equals a loop over every candidate's modelled cost."""
+    """_choose_levels (all candidates at once) equals a loop over every candidate's cost."""
     for num_rois, N in [(3, 1), (40, 1), (128, 2), (600, 1)]:
         rois = boxes_to_rois([proposal_like_boxes(num_rois // N, seed=i) for i in range(N)])
         _, hs, he, ws, we = roi_bin_edges(rois, (7, 7), 1 / 16, 38, 50)
         tall = (he - hs).clamp(min=0)[:, :, None].expand(-1, 7, 7)
         wide = (we - ws).clamp(min=0)[:, None, :].expand(-1, 7, 7)
         rows = N * 38 * 50
-        costs = {
-            (ly, lx): int(rp._lookup_counts(tall, wide, ly, lx).sum())
-            + rp._BUILD_COST * (ly * lx - 1) * rows
-            for ly in range(1, int(tall.max()).bit_length() + 1)
-            for lx in range(1, int(wide.max()).bit_length() + 1)
-        }
-        assert rp._choose_levels(tall, wide, rows) == min(costs, key=costs.get)
+        costs = {}
+        for ly in range(1, int(tall.max()).bit_length() + 1):
+            for lx in range(1, int(wide.max()).bit_length() + 1):
+                lookups, built, passes = rp._model_terms(tall, wide, rows, 512, (ly, lx))
+                costs[(ly, lx)] = lookups + rp._BUILD_COST * built + rp._PASS_COST * passes
+        assert rp._choose_levels(tall, wide, rows, 512) == min(costs, key=costs.get)
 
 
 def test_direct_max_for_a_few_rois_table_for_many():
     rois_few = boxes_to_rois([proposal_like_boxes(2, seed=3)])
     _, hs, he, ws, we = roi_bin_edges(rois_few, (7, 7), 1 / 16, 38, 50)
     small = torch.ones(2, 49, dtype=torch.long)  # 1 x 1 bins: nothing to gain from a table
-    assert rp._choose_levels(small, small, 1900) == (1, 1)
+    assert rp._choose_levels(small, small, 1900, 512) == (1, 1)
     rois_many = boxes_to_rois([proposal_like_boxes(2000, seed=0)])
     _, hs, he, ws, we = roi_bin_edges(rois_many, (7, 7), 1 / 16, 38, 50)
     tall = (he - hs)[:, :, None].expand(-1, 7, 7)
     wide = (we - ws)[:, None, :].expand(-1, 7, 7)
-    levels_y, levels_x = rp._choose_levels(tall, wide, 1900)
+    levels_y, levels_x = rp._choose_levels(tall, wide, 1900, 512)
     assert levels_y * levels_x > 1
 
 
@@ -196,7 +195,7 @@ def test_bench_three_workloads_and_levels_run(capsys):
     for K in (4, 128):
         assert levels[K]["chosen"] in levels[K]["times"]
         assert levels[K]["fastest"] in levels[K]["times"] and (1, 1) in levels[K]["times"]
-    assert math.isfinite(levels["build_cost"])
+    assert math.isfinite(levels["build_cost"]) and math.isfinite(levels["pass_cost"])
     assert lines[-1].startswith("\nfit: ")
     assert main(["roi_pool_levels", "--rois", "3", "--repeats", "1", "--threads", "1"]) == 0
     assert "direct (1, 1)" in capsys.readouterr().out
