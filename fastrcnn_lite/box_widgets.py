@@ -74,7 +74,14 @@ def iou_widget(extent: int = 100):
     """
     import ipywidgets as widgets
 
-    from .widget_display import RUN_NOTE, WidgetWithPicture, figure_png, new_figure, picture
+    from .widget_display import (
+        RUN_NOTE,
+        WidgetWithPicture,
+        figure_png,
+        new_figure,
+        picture,
+        readout_html,
+    )
 
     x, y, w, h = START_B
     sliders = {
@@ -98,9 +105,8 @@ def iou_widget(extent: int = 100):
         fig.clear()
         parts = draw_iou(fig.add_axes((0.1, 0.08, 0.62, 0.74)), BOX_A, box_b(), extent)
         image.value = figure_png(fig)
-        readout.value = (
-            f"<pre class='frl-readout'>A = {tuple(int(c) for c in BOX_A)}, B = {box_b()}: "
-            f"IoU {parts['iou']:.3f}</pre>"
+        readout.value = readout_html(
+            f"A = {tuple(int(c) for c in BOX_A)}\nB = {box_b()}: IoU {parts['iou']:.3f}"
         )
 
     def bound(corner, size):  # B's far edge stays on the canvas

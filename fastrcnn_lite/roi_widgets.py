@@ -560,11 +560,16 @@ def roi_pool_widget(image_size: tuple[int, int] = IMAGE_SIZE, seed: int = 0):
     Draws :func:`draw_roi_pool_map` and :func:`draw_pooled` as two pictures that sit side by side
     when there is room, and prints the pooled values with the call that computes them.
     """
-    import html
-
     import ipywidgets as widgets
 
-    from .widget_display import RUN_NOTE, WidgetWithPicture, figure_png, new_figure, picture
+    from .widget_display import (
+        RUN_NOTE,
+        WidgetWithPicture,
+        figure_png,
+        new_figure,
+        picture,
+        readout_html,
+    )
 
     height, width = image_size
     top_x, top_y = (16 * math.ceil((n + 32) / 16) for n in (width, height))  # multiples of 16 px
@@ -595,7 +600,7 @@ def roi_pool_widget(image_size: tuple[int, int] = IMAGE_SIZE, seed: int = 0):
         out_fig.clear()
         draw_pooled(view, out_fig.add_axes((0.04, 0.04, 0.92, 0.84)))
         map_image.value, out_image.value = figure_png(map_fig), figure_png(out_fig)
-        readout.value = f"<pre class='frl-readout'>{html.escape(roi_pool_readout(view))}</pre>"
+        readout.value = readout_html(roi_pool_readout(view))
         return view
 
     def on_change(_=None):
@@ -658,9 +663,14 @@ def roi_backward_widget(
 
     The bin sliders always end at the current grid's last row and column (h - 1, w - 1).
     """
-    import html
-
-    from .widget_display import RUN_NOTE, WidgetWithPicture, figure_png, new_figure, picture
+    from .widget_display import (
+        RUN_NOTE,
+        WidgetWithPicture,
+        figure_png,
+        new_figure,
+        picture,
+        readout_html,
+    )
 
     features = demo_feature_map(*feature_size(image_size, spatial_scale), seed=seed)
     size = _int_slider("h = w", 3, 1, 7)
@@ -684,7 +694,7 @@ def roi_backward_widget(
         out_fig.clear()
         draw_backward_output(view, out_fig.add_axes((0.04, 0.04, 0.92, 0.84)))
         map_image.value, out_image.value = figure_png(map_fig), figure_png(out_fig)
-        readout.value = f"<pre class='frl-readout'>{html.escape(roi_backward_readout(view))}</pre>"
+        readout.value = readout_html(roi_backward_readout(view))
         return view
 
     def on_change(_=None):

@@ -30,7 +30,7 @@ def test_first_view_is_the_hand_worked_case():
     assert (x - BOX_A[0]) * 3 == BOX_A[2] - BOX_A[0] and (w, h) == (30, 30) and y == BOX_A[1]
     ui = iou_widget()
     assert (
-        "A = (20, 20, 50, 50), B = (30, 20, 60, 50): IoU 0.500" in ui.children[0].children[4].value
+        "A = (20, 20, 50, 50)\nB = (30, 20, 60, 50): IoU 0.500" in ui.children[0].children[4].value
     )
     fig, ax = plt.subplots()
     draw_iou(ax, BOX_A, (30, 20, 60, 50))
