@@ -6,6 +6,7 @@
 #   make student  write the student notebooks (solutions replaced by stubs) to student/
 #   make voc      the full PASCAL VOC 2007 run from the command line (download, train, evaluate; resumable)
 #   make voc-plan what make voc will do and a timed estimate of each stage here (VOC_FLAGS="--amp" etc.)
+#   make screenshots  the README's widget screenshots in assets/, taken by the browser tests
 
 PYTHON ?= python3
 VENV   := .venv
@@ -13,7 +14,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900
 
-.PHONY: course test test-portable unit nbval lab data voc voc-plan notebooks lint clean student assignments
+.PHONY: course test test-portable unit nbval lab data voc voc-plan notebooks lint clean student assignments screenshots
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +67,10 @@ voc: $(STAMP)
 # What `make voc` will do and how long each stage takes on this machine; downloads nothing.
 voc-plan: $(STAMP)
 	$(VOC_TRAIN) --plan
+
+# The README's widget screenshots (assets/*.png), taken by the browser tests in headless chromium.
+screenshots: $(STAMP)
+	FASTRCNN_SCREENSHOTS=$(CURDIR)/assets $(BIN)/python -m pytest tests/test_browser.py -q -k "roi_widgets or iou_widget"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
