@@ -287,13 +287,13 @@ def bench_roi_pool_levels(
     (direct max, no table) to the largest useful table is timed in CPU time of the process
     (``time.process_time``: the work, without the waits for cores other processes hold, which
     on a shared machine swamp the differences; median of ``repeats`` interleaved runs). The
-    model's inputs (lookups, table cells built, lookup passes) are printed beside, and a
-    least-squares fit over all rows (a per-workload constant plus a cost per lookup, per built
-    cell and per pass) gives the model's ``_BUILD_COST`` and ``_PASS_COST`` in lookups.
+    model's inputs (lookups, table cells built) are printed beside, and a least-squares fit over
+    all rows (a per-workload constant plus a cost per lookup and per built cell) gives the build
+    cost in lookups, the model's ``_BUILD_COST``.
 
     Returns:
-        {num_rois: {"times": {levels: ms}, "chosen": levels, "fastest": levels}} plus the keys
-        "build_cost" and "pass_cost" (floats).
+        {num_rois: {"times": {levels: ms}, "chosen": levels, "fastest": levels}} plus the key
+        "build_cost" (float).
     """
     rp = importlib.import_module(f"{__package__}.roi_pool")  # the module, not the function
 
@@ -332,18 +332,16 @@ def bench_roi_pool_levels(
                 clock=time.process_time,
             )
             times = {c: _median_ms(samples[c]) for c in candidates}
-            chosen = rp._choose_levels(tall, wide, rows, channels)
+            chosen = rp._choose_levels(tall, wide, rows)
             fastest = min(times, key=times.get)
             print_fn(
                 f"\n{K} RoIs, N={N}, window {y1 - y0}x{x1 - x0}:"
-                "  levels   lookups  cells built  passes  CPU ms"
+                "  levels   lookups  cells built  CPU ms"
             )
             for c in candidates:
-                terms = rp._model_terms(tall, wide, rows, channels, c)
+                terms = rp._model_terms(tall, wide, rows, c)
                 mark = (" fastest" if c == fastest else "") + (" chosen" if c == chosen else "")
-                print_fn(
-                    f"  {str(c):>38s}{terms[0]:10d}{terms[1]:13d}{terms[2]:8d}{times[c]:8.1f}{mark}"
-                )
+                print_fn(f"  {str(c):>38s}{terms[0]:10d}{terms[1]:13d}{times[c]:8.1f}{mark}")
                 fit_rows.append(terms)
                 fit_times.append(times[c])
                 workloads.append(K)
@@ -353,7 +351,7 @@ def bench_roi_pool_levels(
                 f"{times[fastest]:.1f} ms; chosen {chosen} is {ratio:.2f}x the fastest"
             )
             results[K] = {"times": times, "chosen": chosen, "fastest": fastest}
-        # ms = a * lookups + b * cells built + c * passes + (one constant per workload)
+        # ms = a * lookups + b * cells built + (one constant per workload), least squares
         names = sorted(set(workloads))
         design = torch.tensor(
             [
@@ -363,13 +361,11 @@ def bench_roi_pool_levels(
             dtype=torch.float64,
         )
         target = torch.tensor(fit_times, dtype=torch.float64)[:, None]
-        a, b, c = torch.linalg.lstsq(design, target).solution[:3, 0].tolist()
-        results["build_cost"], results["pass_cost"] = b / a, c / a
+        a, b = torch.linalg.lstsq(design, target).solution[:2, 0].tolist()
+        results["build_cost"] = b / a
         print_fn(
-            f"\nfit: {a * 1e3:.3f} us per lookup, {b * 1e3:.3f} us per table cell built, "
-            f"{c * 1e3:.1f} us per lookup pass: build cost {b / a:.2f} lookups per cell "
-            f"(roi_pool uses {rp._BUILD_COST}), pass cost {c / a:.0f} lookups "
-            f"(roi_pool uses {rp._PASS_COST:g})"
+            f"\nfit: {a * 1e3:.3f} us per lookup, {b * 1e3:.3f} us per table cell built: "
+            f"build cost {b / a:.2f} lookups per cell (roi_pool uses {rp._BUILD_COST})"
         )
         return results
     finally:

@@ -46,7 +46,9 @@ full table answers any bin with at most four lookups, as in the textbook range-m
 Each bin's lookups are rows of a ``(table rows, channels)`` matrix: ``index_select`` gathers
 them for all channels at once, and a running ``maximum`` reduces them. Within a chunk of RoIs
 the bins are sorted by their number of lookups (most first), so lookup ``t`` reads a prefix of
-the bins; the sort is undone once per chunk.
+the bins; the sort is undone once per chunk. Keys and table are made only for the *window*,
+the box of rows and columns that holds every non-empty bin (the whole map for many RoIs, a
+small part of it for a few); positions stay those of the whole map.
 
 The winning key's low word is the argmax position. Its high word, mapped back (the map is its
 own inverse; for a map without negative values it *is* the bits), gives the pooled value:
@@ -61,13 +63,32 @@ Choosing the strategy from the workload (measured)
 The table costs a pass over the map per level, whatever the number of RoIs; the direct max
 costs ``a * b`` lookups per bin. :func:`_choose_levels` evaluates every ``levels`` from
 ``(1, 1)`` to the full table with the model ``cost = lookups + _BUILD_COST * cells built``
-(lookups summed over the bins; cells built = ``(levels_y * levels_x - 1) * N * H * W``) and takes
-the cheapest. ``_BUILD_COST`` and the crossover were measured with
+(lookups summed over the bins; cells built = ``(levels_y * levels_x - 1)`` times the cells of
+the window) and takes the cheapest. ``_BUILD_COST`` and the crossover were measured with
 ``python -m fastrcnn_lite.bench roi_pool_levels`` (forward CPU time with each table forced,
 512 x 38 x 50 map, 7 x 7 bins, proposal-like boxes; 2 threads; a 2-core machine shared with
 other jobs)::
 
-MEASURED_FIGURES
+    forward CPU ms, median of 5 (2026-12-02; machine load 4-7)
+      4 RoIs, window 20x22: direct (1, 1)    2.6, fastest (2, 1)    2.5, model's (1, 2)    2.6
+      8 RoIs, window 37x40: direct (1, 1)    8.0, fastest (3, 1)    7.6, model's (1, 2)   12.6
+     16 RoIs, window 35x46: direct (1, 1)   18.2, fastest (2, 2)   14.6, model's (1, 2)   18.3
+     40 RoIs, window 38x50: direct (1, 1)   34.2, fastest (2, 3)   18.8, model's (2, 2)   20.3
+     80 RoIs, window 38x48: direct (1, 1)   51.3, fastest (3, 2)   30.8, model's (3, 2)   30.8
+    128 RoIs (2 images)   : direct (1, 1)   85.0, fastest (2, 2)   54.3, model's (2, 2)   54.3
+    170 RoIs, window 38x50: direct (1, 1)   90.4, fastest (3, 4)   40.8, model's (2, 3)   60.2
+    400 RoIs, window 38x50: direct (1, 1)  190.3, fastest (2, 4)  109.8, model's (3, 3)  114.2
+   2000 RoIs, window 38x50: direct (1, 1) 1050.1, fastest (3, 4)  472.1, model's (3, 3)  478.4
+    least-squares fits of _BUILD_COST over all rows (lookups per cell built): 0.36 and 0.53 in
+    two runs (CPU time); 0.89 and 0.39 from wall-clock runs at loads 1.5 and 7. Used: 0.45.
+
+So the crossover: the direct max is the cheapest only for a handful of RoIs (4 here, where
+every choice costs about the same, the window of the bins being small); from about 8 RoIs on
+a table wins, by 1.8x at 40 RoIs and 2.2x at 2000. Between neighbouring table sizes the
+measured differences are within the run-to-run noise of a shared machine (the 170-RoI row
+ranks (2, 3), (3, 3), (3, 4) differently in every run), so the model's choice is as good as
+this machine can tell. It ignores the fixed cost of each lookup pass (Python and OpenMP per
+operation), which is why it prefers thin tables a little too often below 20 RoIs.
 
 The table is built and queried one block of channels at a time (Python loops over channel
 blocks, chunks of RoIs and the lookups of a chunk, each fully vectorised), so that it stays a
@@ -114,8 +135,7 @@ _ORD_POS_INF = 0x7F800000  # order integer of +inf; larger ones are NaNs
 _NEG_ZERO = -(1 << 31)  # int32 bits of -0.0
 _LOW_BITS = 0xFFFFFFFF
 _CANNOT_WIN = -(1 << 31)  # order integer of NaN and values <= -FLT_MAX: below everything
-_BUILD_COST = 0.4  # building one table level, per cell, in lookups (measured: see above)
-_PASS_COST = 40.0  # one pass of lookups over a channel block, in lookups (measured: see above)
+_BUILD_COST = 0.45  # building one table level, per cell, in lookups (measured: see above)
 _BLOCK_BYTES = 8 << 20  # table block and gather buffers: 8 MiB each (cache-sized, no page faults)
 
 
@@ -381,20 +401,18 @@ def _lookup_counts(tall: Tensor, wide: Tensor, levels_y: int, levels_x: int) -> 
     return (ny * nx).clamp(min=1)
 
 
-def _choose_levels(tall: Tensor, wide: Tensor, rows: int, channels: int) -> tuple[int, int]:
+def _choose_levels(tall: Tensor, wide: Tensor, rows: int) -> tuple[int, int]:
     """The table levels (levels_y, levels_x) that minimise the modelled forward time.
 
     Model, in units of one lookup (gathering one table row of all channels, then a maximum):
-    ``lookups + _BUILD_COST * cells built + _PASS_COST * lookup passes``, where lookups are
-    summed over the bins, building a level is a pass over the ``rows`` cells of the window, and
-    a lookup pass (one ``index_select`` and one ``maximum`` per channel block) is made for each
-    of the most lookups any bin needs. ``(1, 1)`` is the direct max (every cell of every bin is
-    looked up, no table); the largest levels are the full range-max table (at most four lookups
-    per bin). All candidates are evaluated at once (a matrix product for the sums).
+    ``lookups + _BUILD_COST * cells built``, where lookups are summed over the bins and building
+    a level is a pass over the ``rows`` cells of the window. ``(1, 1)`` is the direct max (every
+    cell of every bin is looked up, no table); the largest levels are the full range-max table
+    (at most four lookups per bin). All candidates are evaluated at once (a matrix product).
 
     Args:
         tall, wide (Tensor[K, ...] int64): bin heights and widths in cells (0: empty).
-        rows (int): cells of the window the table covers; channels (int): C.
+        rows (int): cells of the window the table covers.
     """
     if tall.numel() == 0:
         return 1, 1
@@ -404,23 +422,18 @@ def _choose_levels(tall: Tensor, wide: Tensor, rows: int, channels: int) -> tupl
     ny = torch.stack([_blocks_per_bin(tall, ly)[1] for ly in range(1, max_y + 1)])  # (Y, bins)
     nx = torch.stack([_blocks_per_bin(wide, lx)[1] for lx in range(1, max_x + 1)])  # (X, bins)
     lookups = ny.double() @ nx.double().T  # (Y, X) sums (exact: integers < 2**53)
-    most = (ny[:, None, :] * nx[None, :, :]).amax(dim=2).clamp(min=1)  # (Y, X)
-    ly = torch.arange(1, max_y + 1)[:, None]  # (Y, 1)
-    lx = torch.arange(1, max_x + 1)[None, :]  # (1, X)
-    built = (ly * lx - 1) * rows  # (Y, X)
-    per_block = (_BLOCK_BYTES // (8 * (ly * lx * rows + 1))).clamp(1, channels)
-    passes = most * ((channels + per_block - 1) // per_block)  # (Y, X)
-    cost = lookups + _BUILD_COST * built + _PASS_COST * passes
+    ly = torch.arange(1, max_y + 1, dtype=torch.float64)[:, None]  # (Y, 1)
+    lx = torch.arange(1, max_x + 1, dtype=torch.float64)[None, :]  # (1, X)
+    cost = lookups + _BUILD_COST * (ly * lx - 1) * rows  # (Y, X)
     best = int(cost.flatten().argmin())
     return best // max_x + 1, best % max_x + 1
 
 
-def _model_terms(tall, wide, rows: int, channels: int, levels) -> tuple[int, int, int]:
-    """(lookups, cells built, lookup passes) of one candidate: the inputs of the cost model."""
+def _model_terms(tall, wide, rows: int, levels) -> tuple[int, int]:
+    """(lookups, cells built) of one candidate ``levels``: the inputs of the cost model."""
     levels_y, levels_x = levels
-    counts = _lookup_counts(tall, wide, levels_y, levels_x)
-    blocks = math.ceil(channels / _block_sizes(channels, rows, levels_y * levels_x, 1)[0])
-    return int(counts.sum()), (levels_y * levels_x - 1) * rows, int(counts.max()) * blocks
+    lookups = int(_lookup_counts(tall, wide, levels_y, levels_x).sum())
+    return lookups, (levels_y * levels_x - 1) * rows
 
 
 def _lookup_rows(batch_index, hstart, hend, wstart, wend, shape, levels, empty_row):
@@ -631,7 +644,7 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
 
     tall = (hend - hstart).clamp(min=0)  # (K, B)
     wide = (wend - wstart).clamp(min=0)
-    levels_y, levels_x = _choose_levels(tall, wide, rows, C) if levels is None else levels
+    levels_y, levels_x = _choose_levels(tall, wide, rows) if levels is None else levels
     levels_y, levels_x = min(levels_y, Hc.bit_length() or 1), min(levels_x, Wc.bit_length() or 1)
     num_levels = levels_y * levels_x
     empty_row = num_levels * rows
@@ -946,7 +959,7 @@ def roi_pool_workspace(
     tall, wide = (he - hs).clamp(min=0), (we - ws).clamp(min=0)
     y0, y1, x0, x1 = _covered_box(hs, he, ws, we)
     rows = N * (y1 - y0) * (x1 - x0)  # the window of the map that the bins cover
-    levels_y, levels_x = _choose_levels(tall, wide, rows, C)
+    levels_y, levels_x = _choose_levels(tall, wide, rows)
     lmax = int(_lookup_counts(tall, wide, levels_y, levels_x).max()) if K else 1
     block_c, block_k = _block_sizes(C, rows, levels_y * levels_x, B)
     item = input.element_size()

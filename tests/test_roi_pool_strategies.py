@@ -152,21 +152,21 @@ def test_cost_model_picks_its_minimum():
         costs = {}
         for ly in range(1, int(tall.max()).bit_length() + 1):
             for lx in range(1, int(wide.max()).bit_length() + 1):
-                lookups, built, passes = rp._model_terms(tall, wide, rows, 512, (ly, lx))
-                costs[(ly, lx)] = lookups + rp._BUILD_COST * built + rp._PASS_COST * passes
-        assert rp._choose_levels(tall, wide, rows, 512) == min(costs, key=costs.get)
+                lookups, built = rp._model_terms(tall, wide, rows, (ly, lx))
+                costs[(ly, lx)] = lookups + rp._BUILD_COST * built
+        assert rp._choose_levels(tall, wide, rows) == min(costs, key=costs.get)
 
 
 def test_direct_max_for_a_few_rois_table_for_many():
     rois_few = boxes_to_rois([proposal_like_boxes(2, seed=3)])
     _, hs, he, ws, we = roi_bin_edges(rois_few, (7, 7), 1 / 16, 38, 50)
     small = torch.ones(2, 49, dtype=torch.long)  # 1 x 1 bins: nothing to gain from a table
-    assert rp._choose_levels(small, small, 1900, 512) == (1, 1)
+    assert rp._choose_levels(small, small, 1900) == (1, 1)
     rois_many = boxes_to_rois([proposal_like_boxes(2000, seed=0)])
     _, hs, he, ws, we = roi_bin_edges(rois_many, (7, 7), 1 / 16, 38, 50)
     tall = (he - hs)[:, :, None].expand(-1, 7, 7)
     wide = (we - ws)[:, None, :].expand(-1, 7, 7)
-    levels_y, levels_x = rp._choose_levels(tall, wide, 1900, 512)
+    levels_y, levels_x = rp._choose_levels(tall, wide, 1900)
     assert levels_y * levels_x > 1
 
 
@@ -195,7 +195,7 @@ def test_bench_three_workloads_and_levels_run(capsys):
     for K in (4, 128):
         assert levels[K]["chosen"] in levels[K]["times"]
         assert levels[K]["fastest"] in levels[K]["times"] and (1, 1) in levels[K]["times"]
-    assert math.isfinite(levels["build_cost"]) and math.isfinite(levels["pass_cost"])
+    assert math.isfinite(levels["build_cost"])
     assert lines[-1].startswith("\nfit: ")
     assert main(["roi_pool_levels", "--rois", "3", "--repeats", "1", "--threads", "1"]) == 0
     assert "direct (1, 1)" in capsys.readouterr().out
