@@ -339,8 +339,10 @@ def _fill_keys(keys: Tensor, ordered: Tensor, low_row_pos: Tensor, channel_pos: 
     # among equal values, the smallest position (the row-major first maximum).
     N, width, plane = ordered.shape
     keys = keys.view(N, plane, width)
-    torch.add(low_row_pos.view(N, plane, 1), ordered.transpose(1, 2), alpha=1 << 32, out=keys)
-    keys.sub_(channel_pos)  # (N, H*W, Cb)
+    keys.copy_(ordered.transpose(1, 2))  # (N, H*W, Cb) int32 -> int64
+    keys <<= 32  # (three vectorised passes beat one add with alpha=2**32)
+    keys += low_row_pos.view(N, plane, 1)
+    keys -= channel_pos
 
 
 def _key(ordered: int, position: int) -> int:
@@ -607,9 +609,6 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
     device = input.device
     if K * C * B == 0:  # nothing to pool (K = 0)
         return input.new_zeros(K, C, B), torch.empty(K, C, B, dtype=torch.int32, device=device)
-    # Fast path: the pooled values are decoded from the winning keys' high words. Not where the
-    # order integer forgets the bits: -0.0 (== +0.0), and the cells that cannot win; there the
-    # values are gathered from a copy of the input at the argmax.
     # Only cells that some bin covers can win: the keys and the table are made for the box of
     # rows y0:y1 and columns x0:x1 that holds every non-empty bin (all of the map for many RoIs,
     # a small part for a few); positions stay those of the whole map.
@@ -617,26 +616,22 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
     window = input[:, :, y0:y1, x0:x1]  # (N, C, Hc, Wc), a view
     Hc, Wc = y1 - y0, x1 - x0
     rows = N * Hc * Wc
-    decode, non_negative = False, False
+    # Fast path: the pooled values are decoded from the winning keys' high words. Not where the
+    # order integer forgets the bits: -0.0 (== +0.0), and the cells that cannot win; there the
+    # values are gathered from a copy of the input at the argmax.
+    decode, non_negative, has_negative_zero, order = False, False, False, None
     if rows * C == 0:  # every bin is empty
-        order, all_valid = torch.empty(0, dtype=torch.int32, device=device), True
-    elif input.dtype == torch.float32:
-        bits = window.reshape(-1).view(torch.int32)  # (N*C*Hc*Wc,) no copy for the whole map
-        has_negative_zero = bool(bits.min() == _NEG_ZERO)  # -0.0 is the smallest int32
-        order = _order_block(bits)  # (M,) a new tensor
-        lowest, highest = (int(v) for v in torch.aminmax(order))
-        # NaN, -inf and -FLT_MAX can never win: at or below -FLT_MAX's order, or above +inf's.
-        all_valid = lowest > _ORD_NEG_FLT_MAX and highest <= _ORD_POS_INF
-        decode = all_valid and not has_negative_zero
-        non_negative = lowest >= 0  # ReLU features: the order integers are the bits
-        if has_negative_zero:
-            order.masked_fill_(order == -1, 0)  # -0.0 == +0.0
-        if not all_valid:
-            order.masked_fill_((order <= _ORD_NEG_FLT_MAX) | (order > _ORD_POS_INF), _CANNOT_WIN)
+        all_valid, order = True, torch.empty(N, C, 0, dtype=torch.int32, device=device)
     else:
-        all_valid = bool(window.min() > -FLT_MAX) if rows * C else True  # NaN: False
-        order = _rank_order(window.reshape(-1))
-    order = order.view(N, C, Hc * Wc)
+        lowest = float(window.min())  # NaN propagates: then lowest > -FLT_MAX is False
+        all_valid = lowest > -FLT_MAX  # NaN, -inf and -FLT_MAX can never win
+        if input.dtype == torch.float32:
+            bits = window.view(torch.int32)  # (N, C, Hc, Wc)
+            has_negative_zero = bool(bits.min() == _NEG_ZERO)  # -0.0 is the smallest int32
+            decode = all_valid and not has_negative_zero
+            non_negative = lowest >= 0  # ReLU features: the order integers are the bits
+        else:  # ranks among the distinct values, for the whole window at once (a sort)
+            order = _rank_order(window.reshape(-1)).view(N, C, Hc * Wc)
     arange = partial(torch.arange, device=device, dtype=torch.int64)
     cell = (arange(N) * C * plane)[:, None, None] + (arange(y0, y1) * W)[:, None] + arange(x0, x1)
     low_row_pos = _LOW_BITS - cell.view(rows)  # (rows,) for cell (n, y, x) of the window
@@ -672,9 +667,18 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
         c1 = min(c0 + block_c, C)
         width = c1 - c0
         table = table_buf[: (empty_row + 1) * width].view(empty_row + 1, width)
-        _fill_keys(table[:rows], order[:, c0:c1], low_row_pos, channel_pos[c0:c1])
+        if order is None:  # float32: order integers of this block of channels
+            block = _order_block(bits[:, c0:c1].reshape(N, width, Hc * Wc))  # (N, Cb, Hc*Wc)
+            if has_negative_zero:
+                block.masked_fill_(block == -1, 0)  # -0.0 == +0.0
+            if not all_valid:
+                invalid = (block <= _ORD_NEG_FLT_MAX) | (block > _ORD_POS_INF)
+                block.masked_fill_(invalid, _CANNOT_WIN)
+        else:
+            block = order[:, c0:c1]  # (N, Cb, Hc*Wc)
+        _fill_keys(table[:rows], block, low_row_pos, channel_pos[c0:c1])
         if not all_valid:  # cells that can never win: below every key, slot M + 1 (-FLT_MAX)
-            invalid = (order[:, c0:c1] == _CANNOT_WIN).transpose(1, 2)  # (N, H*W, Cb)
+            invalid = (block == _CANNOT_WIN).transpose(1, 2)  # (N, Hc*Wc, Cb)
             table[:rows].view(N, plane, width).masked_fill_(invalid, _key(_CANNOT_WIN, M + 1))
         table[empty_row] = _key(0, M)  # an empty bin: value 0 (slot M)
         _build_levels(table, (N, Hc, Wc), levels_y, levels_x)
@@ -940,8 +944,8 @@ def roi_pool_workspace(
     """Bytes of the tensors :func:`roi_pool` allocates for one forward + backward (benchmark report).
 
     Returns:
-        dict with ``values`` (the int32 order integers, and where values are gathered rather
-        than decoded the input copy plus two slots), ``table`` (one channel block of the
+        dict with ``values`` (the int32 order integers of a channel block, and where values
+        are gathered rather than decoded the input copy plus two slots), ``table`` (one channel block of the
         sparse table), ``gather`` (running max keys, one lookup's keys, the decoded positions; one
         chunk), ``bins`` (per-bin geometry, lookup rows and their order), ``argmax`` (int32, kept
         for the backward), ``backward`` (the gradient buffer), ``extra`` (the peak beyond the
@@ -969,7 +973,10 @@ def roi_pool_workspace(
     negative_zero = bool(((input == 0) & input.signbit()).any())
     gathers = input.dtype != torch.float32 or negative_zero or not bool((input > -FLT_MAX).all())
     sizes = {
-        "values": (N * C * H * W + 2) * item * gathers + rows * C * 4,  # copy; order integers
+        # the input copy where values are gathered; order integers (one channel block, or all
+        # of the window for float64's ranks)
+        "values": (N * C * H * W + 2) * item * gathers
+        + rows * (block_c if input.dtype == torch.float32 else C) * 4,
         "table": (levels_y * levels_x * rows + 1) * block_c * 8,
         "gather": chunk * (8 + 8 + 4),  # running max keys, one lookup's keys, decoded positions
         "bins": K * B * (lmax + 8) * 8,  # lookup rows (before and after the sort), order, counts
