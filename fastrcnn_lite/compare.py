@@ -7,11 +7,14 @@ the *same* pre-trained network, train on the *same* images with the *same* propo
 timed and evaluated on the same test images::
 
     load_datasets(cfg) + load_proposals(...)            one dataset, one set of proposals
-    pretrained_backbone(cfg)                            one starting network (not timed: shared)
-    load_or_train_rcnn / _sppnet / _fast_rcnn           each system's own training stages
-    truncated_svd(fast_rcnn)                            Fast R-CNN + SVD (section 3.1)
-    detect every test image with all four               interleaved, image by image
+    for name in SYSTEMS:                                R-CNN, SPPnet, Fast R-CNN, + SVD
+        detector.load_or_train(name, cfg, ...)          each system's own training stages, from
+                                                        one pre-trained network (not timed: shared)
+    time_per_image(detectors, test images)              interleaved, image by image
     evaluate_detections(..., metric="07")               VOC07 11-point mAP
+
+The four are detectors of one contract (``fastrcnn_lite.detector``): the same ``info`` keys, the
+same ``detect_image(image, proposals)``, all on the same device (``cfg.device``).
 
 Conventions of the measurements, as in the paper:
 
@@ -19,10 +22,12 @@ Conventions of the measurements, as in the paper:
   from the cache keeps the time measured then): R-CNN = fine-tuning + features to disk + SVMs
   + ridge; SPPnet = conv maps to disk + fc fine-tuning + SVMs + ridge; Fast R-CNN = its single
   SGD stage. The shared pre-training is not counted (the paper's ImageNet training is not either).
-* **Test time per image** excludes the proposals (precomputed) and image decoding; it includes
-  everything from the decoded image to the final detections (resize, network, heads, box
-  decoding, per-class NMS). The four detectors run in turn on each image, so background load on
-  a shared machine spreads evenly over them.
+* **Test time per image** is ``fastrcnn_lite.timing``'s: it excludes the proposals
+  (precomputed), image decoding and the copy to the device; it includes everything from the
+  decoded image to the final detections (resize, network, heads, box decoding, per-class NMS),
+  synchronised on CUDA; the median over the test images, after one warm-up call each. The four
+  detectors run in turn on each image, so background load on a shared machine spreads evenly
+  over them.
 * **Disk** is the size of the training-feature cache each system writes (R-CNN: pool5 of every
   box; SPPnet: the conv map of every image; Fast R-CNN: none).
 
@@ -36,16 +41,21 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .config import Config, resolve_path
+from .data import load_datasets
+from .detector import INFO_KEYS, SYSTEMS, load_or_train
+from .evaluate import evaluate_detections, precision_recall, voc_ap
+from .fast_rcnn import resolve_device
 from .paper import TABLE4_VGG16
 from .progress import tqdm
+from .proposals import load_proposals
+from .timing import time_per_image
 
 __all__ = [
     "SYSTEMS",
@@ -63,8 +73,7 @@ __all__ = [
     "format_bytes",
 ]
 
-# The rows, in the paper's order (the keys of paper.TABLE4_VGG16).
-SYSTEMS = ("R-CNN", "SPPnet", "Fast R-CNN", "Fast R-CNN + SVD")
+# SYSTEMS (from fastrcnn_lite.detector): the rows, in the paper's order (the keys of paper.TABLE4_VGG16).
 
 # Disk used by the training-feature caches for VGG16 on VOC07 trainval (Fast R-CNN section 1.1).
 PAPER_DISK = {
@@ -133,41 +142,46 @@ def add_speedups(systems: dict[str, dict]) -> dict[str, dict]:
     return systems
 
 
-def _parameters(*parts) -> int:
-    """Numbers in the modules and tensors of a test-time detector."""
-    total = 0
-    for part in parts:
-        if isinstance(part, nn.Module):
-            total += sum(p.numel() for p in part.parameters())
-        elif isinstance(part, Tensor):
-            total += part.numel()
-    return total
-
-
 def _time_all(
     detectors: dict[str, Callable[[Tensor, Tensor], dict]],
     dataset,
     proposals: Sequence[Tensor],
     progress: bool,
+    device: torch.device | str = "cpu",
 ) -> tuple[dict[str, list[dict]], dict[str, float]]:
-    """Run every detector on every image, in turn per image; time each call.
+    """Run every detector on every image, in turn per image, timed by
+    :func:`fastrcnn_lite.timing.time_per_image` (one untimed warm-up call each on the first image).
+
+    Args:
+        detectors: ``name -> detect_image(image, proposals)``, computing on ``device``.
+        dataset: ``load_image(i)`` is decoded and moved to ``device`` outside the clock.
 
     Returns:
-        ({name: detections per image (CPU tensors)}, {name: mean seconds per image}).
+        ({name: detections per image (CPU tensors)}, {name: median seconds per image}).
     """
-    detections = {name: [] for name in detectors}
-    seconds = {name: 0.0 for name in detectors}
+    outputs: dict[str, list[dict]] = {name: [] for name in detectors}
+
+    def recorded(name: str, detect_image: Callable) -> Callable:
+        def run(image: Tensor, props: Tensor) -> dict:
+            det = detect_image(image, props)
+            outputs[name].append(det)  # copied to the CPU after the clock
+            return det
+
+        return run
+
+    def samples() -> Iterator[tuple[Tensor, Tensor]]:
+        desc = f"detect ({len(detectors)} systems)"
+        for i in tqdm(range(len(dataset)), desc=desc, disable=not progress):
+            yield dataset.load_image(i).to(device), proposals[i].float().to(device)
+
     with torch.inference_mode():
-        for i in tqdm(range(len(dataset)), desc="detect (4 systems)", disable=not progress):
-            image = dataset.load_image(i)  # decoding is not timed
-            props = proposals[i].float()
-            for name, detect_image in detectors.items():
-                start = time.perf_counter()
-                det = detect_image(image, props)
-                seconds[name] += time.perf_counter() - start
-                detections[name].append({k: v.detach().cpu() for k, v in det.items()})
-    n = max(len(dataset), 1)
-    return detections, {name: s / n for name, s in seconds.items()}
+        seconds = time_per_image({name: recorded(name, d) for name, d in detectors.items()},
+                                 samples(), repeats=1, warmup=1, device=device)  # fmt: skip
+    detections = {  # the first output of each is the warm-up's
+        name: [{k: v.detach().cpu() for k, v in det.items()} for det in dets[1:]]
+        for name, dets in outputs.items()
+    }
+    return detections, seconds
 
 
 class _Subset:
@@ -194,11 +208,12 @@ class _Subset:
 def compare_detectors(cfg: Config, progress: bool = True, test_images: int | None = None) -> dict:
     """Train (or load) R-CNN, SPPnet and Fast R-CNN on the same data, then time and evaluate them.
 
-    Every system starts from :func:`~fastrcnn_lite.pretrain.pretrained_backbone` and uses the
-    proposals of :func:`~fastrcnn_lite.proposals.load_proposals`; trained models come from the
-    model cache when an earlier notebook trained them with the same config (the default
-    arguments of ``load_or_train_rcnn``, ``load_or_train_sppnet``, ``load_or_train_fast_rcnn``),
-    otherwise they are trained here and cached.
+    A plain loop over :data:`SYSTEMS`: each detector comes from
+    :func:`fastrcnn_lite.detector.load_or_train` (every system starts from
+    :func:`~fastrcnn_lite.pretrain.pretrained_backbone` and uses the proposals of
+    :func:`~fastrcnn_lite.proposals.load_proposals`; trained models come from the model cache
+    when an earlier notebook trained them with the same config, otherwise they are trained here
+    and cached), on ``cfg.device``; all four are timed on that device and evaluated alike.
 
     Args:
         cfg: the profile (``Config.embedded()`` or ``Config()``); ``cfg.svd_rank_fc6`` /
@@ -216,17 +231,8 @@ def compare_detectors(cfg: Config, progress: bool = True, test_images: int | Non
         ``test_scales``};
         ``detections``: {name: list of {boxes, scores, labels} per test image};
         ``targets``: the test annotations; ``test_ds``; ``test_proposals``;
-        ``models``: {name: the detector object}.
+        ``models``: {name: the detector (``fastrcnn_lite.detector.Detector``)}.
     """
-    from .data import load_datasets
-    from .evaluate import evaluate_detections
-    from .fast_rcnn import max_size_for, resolve_device
-    from .proposals import load_proposals
-    from .rcnn import load_or_train_rcnn
-    from .sppnet import load_or_train_sppnet
-    from .svd import truncated_svd
-    from .train import load_or_train_fast_rcnn
-
     if not isinstance(cfg, Config):
         raise TypeError(
             f"cfg must be a fastrcnn_lite.config.Config; got {type(cfg).__name__}. Try Config.embedded()."
@@ -238,81 +244,28 @@ def compare_detectors(cfg: Config, progress: bool = True, test_images: int | Non
     if test_images is not None:
         test_ds, test_props = _Subset(test_ds, test_images), test_props[:test_images]
 
-    def say(message: str) -> None:
-        if progress:
-            print(message, flush=True)
-
-    rcnn = load_or_train_rcnn(cfg, train_ds, train_props, progress=progress)
-    say(f"R-CNN {'loaded from the cache' if rcnn.info.get('loaded') else 'trained'} "
-        f"(train time {format_seconds(rcnn.train_seconds)})")  # fmt: skip
-    spp = load_or_train_sppnet(cfg, train_ds, train_props, progress=progress)
-    say(f"SPPnet {'loaded from the cache' if spp.info.get('loaded') else 'trained'} "
-        f"(train time {format_seconds(spp.train_seconds)})")  # fmt: skip
-    fast, fast_info = load_or_train_fast_rcnn(cfg, train_ds, train_props, progress=progress)
-    fast.eval()
-    start = time.perf_counter()
-    fast_svd = truncated_svd(fast, cfg.svd_rank_fc6, cfg.svd_rank_fc7)
-    svd_seconds = time.perf_counter() - start
-    for module in (rcnn.backbone.body, rcnn.backbone.fc, spp.backbone.body, spp.fc):
-        module.eval()
-
     device = resolve_device(cfg)
-    scales = tuple(cfg.test_scales)
-    max_size = max_size_for(cfg, scales)
+    detectors = {}
+    for name in SYSTEMS:
+        detectors[name] = load_or_train(name, cfg, train_ds, train_props, progress, device)
+        info = detectors[name].info
+        if progress:
+            how = "loaded from the cache" if info["from_cache"] else "trained"
+            print(f"{name} {how} (train time {format_seconds(info['train_seconds'])})", flush=True)
 
-    def fast_detector(model):
-        def detect_image(image: Tensor, props: Tensor) -> dict:
-            return model.detect_image(
-                image.to(device), props.to(device), scales, max_size, cfg.pyramid_target_area
-            )
-
-        return detect_image
-
-    detectors = {
-        "R-CNN": rcnn.detect_image,
-        "SPPnet": spp.detect_image,
-        "Fast R-CNN": fast_detector(fast),
-        "Fast R-CNN + SVD": fast_detector(fast_svd),
-    }
-    detections, seconds = _time_all(detectors, test_ds, test_props, progress)
+    detections, seconds = _time_all({name: d.detect_image for name, d in detectors.items()},
+                                    test_ds, test_props, progress, device)  # fmt: skip
     targets = [test_ds.load_target(i) for i in range(len(test_ds))]
-    evaluations = {
-        name: evaluate_detections(dets, targets, test_ds.classes, metric="07")
-        for name, dets in detections.items()
-    }
-
-    rcnn_params = _parameters(rcnn.backbone.body, rcnn.backbone.fc, rcnn.svms.weight, rcnn.svms.bias,
-                              rcnn.box_regressors.weight, rcnn.box_regressors.bias)  # fmt: skip
-    spp_params = _parameters(spp.backbone.body, spp.fc, spp.svms.weight, spp.svms.bias,
-                             spp.box_regressors.weight, spp.box_regressors.bias)  # fmt: skip
-    stage_names = ("finetune_seconds", "features_seconds", "svm_seconds", "ridge_seconds")
-    systems = {
-        "R-CNN": {
-            "train_seconds": rcnn.train_seconds, "cache_bytes": rcnn.cache_bytes, "parameters": rcnn_params,
-            "from_cache": bool(rcnn.info.get("loaded")),
-            "train_stages": {k: float(rcnn.info[k]) for k in stage_names if k in rcnn.info},
-        },
-        "SPPnet": {
-            "train_seconds": spp.train_seconds, "cache_bytes": spp.cache_bytes, "parameters": spp_params,
-            "from_cache": bool(spp.info.get("loaded")),
-            "train_stages": {k: float(spp.info[k]) for k in stage_names if k in spp.info},
-        },
-        "Fast R-CNN": {
-            "train_seconds": float(fast_info["train_seconds"]), "cache_bytes": 0,
-            "parameters": _parameters(fast), "from_cache": bool(fast_info.get("from_cache")),
-            "train_stages": {"sgd_seconds": float(fast_info["train_seconds"])},
-        },
-        "Fast R-CNN + SVD": {
-            "train_seconds": float(fast_info["train_seconds"]) + svd_seconds, "cache_bytes": 0,
-            "parameters": _parameters(fast_svd), "from_cache": bool(fast_info.get("from_cache")),
-            "train_stages": {"sgd_seconds": float(fast_info["train_seconds"]), "svd_seconds": svd_seconds},
-        },
-    }  # fmt: skip
-    for name, s in systems.items():
-        s["map"] = float(evaluations[name]["map"])
-        s["ap"] = {k: float(v) for k, v in evaluations[name]["ap"].items()}
-        s["test_seconds_per_image"] = seconds[name]
+    systems = {}
+    for name, detector in detectors.items():
+        evaluation = evaluate_detections(detections[name], targets, test_ds.classes, metric="07")
+        systems[name] = {key: detector.info[key] for key in INFO_KEYS} | {
+            "map": float(evaluation["map"]),
+            "ap": {k: float(v) for k, v in evaluation["ap"].items()},
+            "test_seconds_per_image": seconds[name],
+        }
     add_speedups(systems)
+    scales = tuple(cfg.test_scales)
     setting = {
         "dataset": "embedded" if embedded else f"VOC{cfg.year} {cfg.test_set}",
         "backbone": cfg.backbone,
@@ -330,7 +283,7 @@ def compare_detectors(cfg: Config, progress: bool = True, test_images: int | Non
         "targets": targets,
         "test_ds": test_ds,
         "test_proposals": test_props,
-        "models": {"R-CNN": rcnn, "SPPnet": spp, "Fast R-CNN": fast, "Fast R-CNN + SVD": fast_svd},
+        "models": detectors,
     }
 
 
@@ -347,8 +300,6 @@ def _ranked_matches(
     :func:`~fastrcnn_lite.evaluate.precision_recall` on the whole test set, with each score
     replaced by its rank so that every detection can be found again in the ranking.
     """
-    from .evaluate import precision_recall
-
     scores = torch.cat([d["scores"].double().flatten() for d in detections])  # (D,)
     image = torch.cat(
         [torch.full((len(d["scores"]),), i, dtype=torch.long) for i, d in enumerate(detections)]
@@ -387,8 +338,6 @@ def _weighted_map(matches: list[dict], weights: Tensor) -> float:
     11-point AP that is one point with w times the true (or false) positives (the points in
     between never hold the highest precision at a recall), so no list of images is built.
     """
-    from .evaluate import voc_ap
-
     aps = []
     for m in matches:
         npos = float((weights * m["npos"]).sum())

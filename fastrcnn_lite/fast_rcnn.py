@@ -24,6 +24,10 @@ inputs -> (images, RoIs).
 Scale invariance (section 5.2) at test time: :meth:`FastRCNN.detect_image` with several scales
 builds an image pyramid and pools each RoI at the scale where its area is closest to
 ``target_area`` (224 x 224 pixels in the paper). :func:`detect` runs it over a dataset and times it.
+
+A :class:`FastRCNN` is a detector of the contract in ``fastrcnn_lite.detector`` (``name``,
+``info``, ``.to(device)``, ``detect_image(image, proposals)`` at its own test scales,
+``score_proposals``), like R-CNN's and SPPnet's, so the comparison loops over all of them alike.
 """
 
 from __future__ import annotations
@@ -130,6 +134,13 @@ class FastRCNN(nn.Module):
         bg_iou_thresh_lo: RoI sampling (section 2.3; see :func:`~fastrcnn_lite.sampling.sample_rois`).
         box_loss_weight: lambda of the multi-task loss (1).
         score_thresh, nms_thresh, detections_per_img: detection post-processing (section 3).
+        test_scales, max_size, target_area: what :meth:`detect_image` uses when it is not told
+            (:func:`build_fast_rcnn` sets them from ``cfg.test_scales``, the longer-side cap for
+            them and ``cfg.pyramid_target_area``).
+
+    Attributes:
+        name: "Fast R-CNN" (the detector contract's name; "Fast R-CNN + SVD" for a compressed copy).
+        info: training record (``fastrcnn_lite.detector.load_or_train`` fills the contract's keys).
 
     ``forward(images, proposals, targets=None)``:
         images: list of N Tensor[3, H_i, W_i] in [0, 1] (padded into one batch here), or one
@@ -143,6 +154,8 @@ class FastRCNN(nn.Module):
         evaluation: list of N dicts with ``boxes`` (Tensor[D, 4]), ``labels`` (Tensor[D] int64)
         and ``scores`` (Tensor[D]), in the pixels of ``images``.
     """
+
+    name = "Fast R-CNN"
 
     def __init__(
         self,
@@ -160,6 +173,9 @@ class FastRCNN(nn.Module):
         score_thresh: float = 0.05,
         nms_thresh: float = 0.3,
         detections_per_img: int = 100,
+        test_scales: tuple[int, ...] = (600,),
+        max_size: int = 1000,
+        target_area: float = 224 * 224,
     ):
         super().__init__()
         self.body = body
@@ -190,6 +206,9 @@ class FastRCNN(nn.Module):
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
+        self.test_scales, self.max_size = tuple(test_scales), max_size
+        self.target_area = target_area
+        self.info: dict = {}
 
     @property
     def num_classes(self) -> int:
@@ -381,36 +400,31 @@ class FastRCNN(nn.Module):
         )
 
     @torch.no_grad()
-    def detect_image(
+    def score_proposals(
         self,
         image: Tensor,
         proposals: Tensor,
-        scales: tuple[int, ...] = (600,),
-        max_size: int = 1000,
-        target_area: float = 224 * 224,
-    ) -> dict[str, Tensor]:
-        """Detect objects in one image at one scale or with an image pyramid (section 5.2).
+        scales: tuple[int, ...] | None = None,
+        max_size: int | None = None,
+        target_area: float | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """The network part of :meth:`detect_image`: resize, conv, RoI pool, head; no post-processing.
 
         The image is resized so its shorter side is each ``scale`` (longer side capped at
         ``max_size``). With several scales, every proposal is pooled from the one scale where
         its area is closest to ``target_area`` (224 x 224 in the paper), then all go through the
-        head together.
+        head together. ``None`` means the model's own ``test_scales``, ``max_size``, ``target_area``.
 
         Args:
-            image (Tensor[3, H, W]): in [0, 1], original pixels.
-            proposals (Tensor[P, 4]): (x1, y1, x2, y2) in the original image's pixels.
+            image (Tensor[3, H, W]): in [0, 1], original pixels, on the model's device.
+            proposals (Tensor[P, 4]): (x1, y1, x2, y2) in the original image's pixels, P >= 1.
 
         Returns:
-            dict with ``boxes`` (Tensor[D, 4], original pixels), ``labels``, ``scores``.
+            (class_logits Tensor[P, num_classes + 1], box_deltas Tensor[P, 4 num_classes]).
         """
-        if self.training:
-            raise RuntimeError("detect_image runs the detector: call model.eval() first.")
-        if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
-            got = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
-            raise ValueError(f"image must be one Tensor[3, H, W] in [0, 1]; got {got}.")
-        check_boxes(proposals, "proposals")
-        if len(proposals) == 0:
-            return self._empty_detections(image.device)
+        scales = self.test_scales if scales is None else tuple(scales)
+        max_size = self.max_size if max_size is None else max_size
+        target_area = self.target_area if target_area is None else target_area
         size = tuple(image.shape[-2:])
         factors = torch.tensor(
             [scale_factor(size, s, max_size) for s in scales], dtype=torch.float64
@@ -432,8 +446,41 @@ class FastRCNN(nn.Module):
             (len(proposals), *pooled[0].shape[1:]), device=pooled[0].device, dtype=pooled[0].dtype
         )
         pooled_all[torch.cat(order).to(pooled_all.device)] = torch.cat(pooled)
-        class_logits, box_deltas = self.head(pooled_all)
-        return self.postprocess(class_logits, box_deltas, proposals, size)
+        return self.head(pooled_all)
+
+    @torch.no_grad()
+    def detect_image(
+        self,
+        image: Tensor,
+        proposals: Tensor,
+        scales: tuple[int, ...] | None = None,
+        max_size: int | None = None,
+        target_area: float | None = None,
+    ) -> dict[str, Tensor]:
+        """Detect objects in one image at one scale or with an image pyramid (section 5.2).
+
+        :meth:`score_proposals`, then :meth:`postprocess`. Taught in ``notebooks/06_fast_rcnn.ipynb``.
+
+        Args:
+            image (Tensor[3, H, W]): in [0, 1], original pixels, on the model's device.
+            proposals (Tensor[P, 4]): (x1, y1, x2, y2) in the original image's pixels.
+            scales, max_size, target_area: see :meth:`score_proposals` (None: the model's own).
+
+        Returns:
+            dict with ``boxes`` (Tensor[D, 4], original pixels), ``labels``, ``scores``.
+        """
+        if self.training:
+            raise RuntimeError("detect_image runs the detector: call model.eval() first.")
+        if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
+            got = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+            raise ValueError(f"image must be one Tensor[3, H, W] in [0, 1]; got {got}.")
+        check_boxes(proposals, "proposals")
+        if len(proposals) == 0:
+            return self._empty_detections(image.device)
+        class_logits, box_deltas = self.score_proposals(
+            image, proposals, scales, max_size, target_area
+        )
+        return self.postprocess(class_logits, box_deltas, proposals, tuple(image.shape[-2:]))
 
 
 def _make_backbone(cfg: Config, weights=None) -> Backbone:
@@ -485,6 +532,8 @@ def build_fast_rcnn(
         fg_iou_thresh=cfg.fg_iou_thresh, bg_iou_thresh_hi=cfg.bg_iou_thresh_hi,
         bg_iou_thresh_lo=cfg.bg_iou_thresh_lo, box_loss_weight=cfg.box_loss_weight,
         score_thresh=cfg.score_thresh, nms_thresh=cfg.nms_thresh, detections_per_img=cfg.detections_per_img,
+        test_scales=tuple(cfg.test_scales), max_size=max_size_for(cfg, tuple(cfg.test_scales)),
+        target_area=cfg.pyramid_target_area,
     )  # fmt: skip
 
 

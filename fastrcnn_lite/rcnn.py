@@ -349,8 +349,10 @@ def load_or_train_rcnn(
     """The R-CNN for ``cfg`` from the model cache, or :func:`train_rcnn` then cache it (atomic save).
 
     The backbone is ``backbone`` (its weights are part of the cache key) or, by default,
-    :func:`~fastrcnn_lite.pretrain.pretrained_backbone`. ``info["loaded"]`` says which happened;
-    the train times are those measured when it was trained.
+    :func:`~fastrcnn_lite.pretrain.pretrained_backbone`. ``info["from_cache"]`` (and the older
+    ``info["loaded"]``, 0/1) says which happened; the train times are those measured when it was
+    trained; ``info`` has the detector contract's keys (``fastrcnn_lite.detector``, which builds
+    every system by name). On the CPU, in eval mode.
     """
     return load_or_train(RCNN, train_rcnn, cfg, train_ds, proposals, progress, backbone,
                          finetune_iters=finetune_iters, max_proposals_per_image=max_proposals_per_image)  # fmt: skip

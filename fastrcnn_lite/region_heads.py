@@ -23,6 +23,7 @@ regions and their feature cache in ``fastrcnn_lite.regions``. Taught in
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -47,10 +48,12 @@ from .regions import (
     proposals_digest,
 )
 from .sampling import match_proposals
+from .svd import count_parameters
 from .svm import BoxRegressors, LinearSVMs, train_box_regressors, train_svms
 
 __all__ = [
     "SVM_SCORE_THRESH",
+    "TRAIN_STAGES",
     "SVMRegions",
     "regression_targets",
     "train_heads",
@@ -60,6 +63,8 @@ __all__ = [
 ]
 
 SVM_SCORE_THRESH = -1.0  # SVM margins: keep detections scoring above the negative margin
+# The training stages of R-CNN and SPPnet, as ``info`` keys (seconds); ``info["train_stages"]``.
+TRAIN_STAGES = ("finetune_seconds", "features_seconds", "svm_seconds", "ridge_seconds")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,29 +217,36 @@ def train_heads(
 # ----------------------------------------------------------------------------------------------
 # Test: score every proposal, regress, per-class NMS
 # ----------------------------------------------------------------------------------------------
-def _empty_detections() -> dict:
+def _empty_detections(device: torch.device | str = "cpu") -> dict:
     return {
-        "boxes": torch.zeros(0, 4),
-        "scores": torch.zeros(0),
-        "labels": torch.zeros(0, dtype=torch.long),
+        "boxes": torch.zeros(0, 4, device=device),
+        "scores": torch.zeros(0, device=device),
+        "labels": torch.zeros(0, dtype=torch.long, device=device),
     }
 
 
 def run_detection(
-    detect_image: Callable, dataset, proposals, progress: bool = True, desc: str = "detect"
+    detect_image: Callable,
+    dataset,
+    proposals,
+    progress: bool = True,
+    desc: str = "detect",
+    device: torch.device | str = "cpu",
 ) -> tuple[list[dict], float]:
     """Run ``detect_image(image, proposals)`` over a dataset; returns (detections, seconds per image).
 
     The clock covers everything per image (image decoding included) except computing the
-    proposals, which come precomputed: the paper's "test time excluding proposals".
+    proposals, which come precomputed: the paper's "test time excluding proposals". Image and
+    proposals go to ``device`` (the detector's); the detections come back on the CPU.
     """
     check_proposals(dataset, proposals)
     detections, seconds = [], 0.0
     with torch.inference_mode():
         for i in tqdm(range(len(dataset)), desc=desc, disable=not progress):
             start = time.perf_counter()
-            image = load_image(dataset, i)
-            detections.append(detect_image(image, proposals[i].float()))
+            image = load_image(dataset, i).to(device)
+            det = detect_image(image, proposals[i].float().to(device))
+            detections.append({k: v.cpu() for k, v in det.items()})
             seconds += time.perf_counter() - start
     return detections, seconds / max(len(dataset), 1)
 
@@ -251,10 +263,15 @@ class SVMDetector:
         classes: the K class names.
         score_thresh, nms_thresh, detections_per_img: post-processing (SVM margins, so the
             threshold is -1 by default; per-class NMS at 0.3 as in the paper).
-        info: training record (stage seconds, feature-cache bytes).
+        info: training record (stage seconds, feature-cache bytes); :func:`load_or_train` adds
+            the keys of the detector contract (``fastrcnn_lite.detector``).
+
+    A detector of the contract in ``fastrcnn_lite.detector``: ``name``, ``info``,
+    ``to(device)``, ``detect_image(image, proposals)``, ``score_proposals``.
     """
 
     name = "SVM detector"
+    device = torch.device("cpu")  # where the networks and the heads are (see :meth:`to`)
 
     def __init__(self, svms: LinearSVMs, box_regressors: BoxRegressors, classes: Sequence[str],
                  score_thresh: float = SVM_SCORE_THRESH, nms_thresh: float = 0.3,
@@ -279,18 +296,74 @@ class SVMDetector:
         """The network parts run at test time (put in eval mode by :meth:`detect`)."""
         raise NotImplementedError
 
+    def to(self, device: torch.device | str) -> SVMDetector:
+        """Move the networks and the SVM / ridge weights to ``device``, in place; returns ``self``.
+
+        Then :meth:`detect_image` wants its image and proposals on ``device`` too.
+        """
+        device = torch.device(device)
+        for module in self.modules():
+            module.to(device)
+        svms, regressors = self.svms, self.box_regressors
+        self.svms = dataclasses.replace(svms, weight=svms.weight.to(device), bias=svms.bias.to(device),
+                                        trained=svms.trained.to(device))  # fmt: skip
+        self.box_regressors = dataclasses.replace(
+            regressors, weight=regressors.weight.to(device), bias=regressors.bias.to(device)
+        )
+        self.device = device
+        return self
+
+    def eval(self) -> SVMDetector:
+        """Put the networks in eval mode; returns ``self`` (as ``nn.Module.eval`` does)."""
+        for module in self.modules():
+            module.eval()
+        return self
+
+    def num_parameters(self) -> int:
+        """Numbers in the test-time detector: its networks, the SVMs' and the regressors' weights."""
+        svms, regressors = self.svms, self.box_regressors
+        heads = (svms.weight, svms.bias, regressors.weight, regressors.bias)
+        return sum(count_parameters(m) for m in self.modules()) + sum(t.numel() for t in heads)
+
+    def contract_info(self, from_cache: bool) -> dict:
+        """Fill ``info`` with the detector contract's keys (``fastrcnn_lite.detector.INFO_KEYS``):
+        ``from_cache``, ``train_seconds``, ``train_stages`` ({stage: seconds} of
+        :data:`TRAIN_STAGES`), ``cache_bytes``, ``parameters``; and ``loaded`` (0/1, the name
+        notebooks 03 and 05 read). Returns ``info``."""
+        info = self.info
+        info["from_cache"], info["loaded"] = bool(from_cache), int(from_cache)
+        info["train_seconds"], info["cache_bytes"] = self.train_seconds, self.cache_bytes
+        info["train_stages"] = {k: float(info[k]) for k in TRAIN_STAGES if k in info}
+        info["parameters"] = self.num_parameters()
+        return info
+
     def region_features(self, image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
         """(features for the regressors Tensor[P, D], fc7 Tensor[P, fc_dim]) of every box."""
         raise NotImplementedError
 
+    def score_proposals(self, image: Tensor, proposals: Tensor) -> tuple[Tensor, Tensor]:
+        """The network part of :meth:`detect_image`: region features, SVM scores, ridge deltas.
+
+        Args:
+            image (Tensor[3, H, W]) in [0, 1] and proposals (Tensor[P, 4], P >= 1, its pixels),
+                on the detector's device.
+
+        Returns:
+            (scores Tensor[P, K] SVM margins, box_deltas Tensor[P, 4K] class k + 1 in columns 4k..4k+3).
+        """
+        features, fc7 = self.region_features(image, proposals)
+        return self.svms(fc7), self.box_regressors(features)  # (P, K), (P, 4K)
+
     def detect_image(self, image: Tensor, proposals: Tensor) -> dict:
-        """Detections on one image (Tensor[3, H, W]) from its proposals (Tensor[P, 4]); P = 0 -> none."""
+        """Detections on one image (Tensor[3, H, W]) from its proposals (Tensor[P, 4]); P = 0 -> none.
+
+        Image and proposals on the detector's device (:meth:`to`). Returns a dict with ``boxes``
+        (Tensor[D, 4]), ``scores`` (Tensor[D], SVM margins) and ``labels`` (Tensor[D] in 1..K).
+        """
         check_boxes(proposals, "proposals")
         if len(proposals) == 0:
-            return _empty_detections()
-        features, fc7 = self.region_features(image, proposals)
-        scores = self.svms(fc7)  # (P, K)
-        deltas = self.box_regressors(features)  # (P, 4K)
+            return _empty_detections(image.device)
+        scores, deltas = self.score_proposals(image, proposals)  # (P, K), (P, 4K)
         num, num_classes = scores.shape
         class_boxes = decode_boxes(proposals, deltas).reshape(num, num_classes, 4)  # (P, K, 4)
         return postprocess_detections(class_boxes, scores, tuple(image.shape[1:]), self.score_thresh,
@@ -300,9 +373,9 @@ class SVMDetector:
         self, dataset, proposals: Sequence[Tensor], progress: bool = True
     ) -> tuple[list[dict], float]:
         """Detect on every image: (list of {boxes, scores, labels}, seconds per image excluding proposals)."""
-        for module in self.modules():
-            module.eval()
-        return run_detection(self.detect_image, dataset, proposals, progress, f"{self.name} detect")
+        self.eval()
+        return run_detection(self.detect_image, dataset, proposals, progress, f"{self.name} detect",
+                             self.device)  # fmt: skip
 
     def _state(self, **parts) -> dict:
         return {
@@ -340,17 +413,19 @@ def load_or_train(
 
     The cache key covers the config, the dataset, a digest of the proposals, the starting
     weights (``backbone``, or "pretrained" for :func:`~fastrcnn_lite.pretrain.pretrained_backbone`)
-    and ``kwargs``, so a changed setting never loads a stale model. ``info["loaded"]`` says which
-    happened; the train times are those measured when it was trained.
+    and ``kwargs``, so a changed setting never loads a stale model. ``info["from_cache"]`` (and
+    ``info["loaded"]``, 0/1) says which happened; the train times are those measured when it was
+    trained; ``info`` has the keys of the detector contract (:meth:`SVMDetector.contract_info`).
+    The detector is on the CPU, in eval mode.
     """
     weights = module_digest(backbone.body, backbone.fc) if backbone is not None else "pretrained"
     path = cache_path(cfg, detector.name.lower().replace("-", ""), data=dataset_key(train_ds),
                       proposals=proposals_digest(proposals), version=3, backbone=weights, **kwargs)  # fmt: skip
     if path.is_file():
         model = detector.from_state_dict(cfg, load_checkpoint(path))
-        model.info["loaded"] = 1
-        return model
+        model.contract_info(from_cache=True)
+        return model.eval()
     model = train(cfg, train_ds, proposals, progress, backbone=backbone, **kwargs)
     atomic_save(model.state_dict(), path)
-    model.info["loaded"] = 0
-    return model
+    model.contract_info(from_cache=False)
+    return model.eval()

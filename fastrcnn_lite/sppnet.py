@@ -300,18 +300,26 @@ class SPPNet(SVMDetector):
     def region_features(self, image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
         """One conv pass per scale, then the pyramid of every box: (pyramids Tensor[P, C * sum n*n], fc7 Tensor[P, fc_dim])."""
         with torch.inference_mode():
-            pyramids = torch.zeros(len(boxes), self.backbone.out_channels * self.spp.num_bins)
             factors = torch.tensor(
                 [scale_factor(tuple(image.shape[1:]), s, self.max_size) for s in self.scales],
                 dtype=torch.float64,
             )  # (S,)
             which = pyramid_levels(boxes, factors, self.target_area)  # (P,) the scale of each box
+            parts = []  # (rows of the boxes pooled at a scale, their pyramids)
             for s, scale in enumerate(self.scales):
-                rows = torch.where(which == s)[0]
+                rows = torch.where(which == s)[0].to(boxes.device)
                 if len(rows) == 0:
                     continue
                 conv, factor = _conv_map(self.backbone, image, scale, self.max_size)  # (C, h, w)
-                pyramids[rows] = self.spp(conv[None], [boxes[rows] * factor])  # (R, C * sum n*n)
+                pyramids = self.spp(conv[None], [boxes[rows] * factor])  # (R, C * sum n*n)
+                parts.append((rows, pyramids))
+            if len(parts) == 1:  # one scale pools every box: already in box order
+                pyramids = parts[0][1]  # (P, C * sum n*n)
+            else:
+                width = self.backbone.out_channels * self.spp.num_bins
+                pyramids = image.new_zeros(len(boxes), width)  # (P, C * sum n*n)
+                for rows, part in parts:
+                    pyramids[rows] = part
             return pyramids, self.fc(pyramids)  # (P, fc_dim)
 
     def state_dict(self) -> dict:
@@ -402,7 +410,11 @@ def load_or_train_sppnet(
     finetune_iters: int | None = None,
     max_proposals_per_image: int | None | str = "auto",
 ) -> SPPNet:
-    """The SPPnet for ``cfg`` from the model cache, or :func:`train_sppnet` then cache it (atomic save)."""
+    """The SPPnet for ``cfg`` from the model cache, or :func:`train_sppnet` then cache it (atomic save).
+
+    ``info`` as :func:`~fastrcnn_lite.rcnn.load_or_train_rcnn`'s: the detector contract's keys
+    (``fastrcnn_lite.detector``) and ``loaded``. On the CPU, in eval mode.
+    """
     return load_or_train(SPPNet, train_sppnet, cfg, train_ds, proposals, progress, backbone,
                          finetune_iters=finetune_iters, max_proposals_per_image=max_proposals_per_image)  # fmt: skip
 
