@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import math
 import os
 import statistics
 import sys
@@ -44,6 +43,7 @@ from torch import Tensor
 
 from .boxes import boxes_to_rois
 from .roi_pool import roi_pool, roi_pool_loop, roi_pool_workspace
+from .workloads import proposal_like_boxes
 
 # The workloads: VGG16 conv5 of a 600 x 800 image (stride 16 -> 38 x 50).
 WORKLOADS = {
@@ -56,30 +56,6 @@ FEATURE_SIZE = (38, 50)  # ceil(600 / 16), ceil(800 / 16)
 CHANNELS = 512
 OUTPUT_SIZE = (7, 7)
 SPATIAL_SCALE = 1 / 16
-
-
-def proposal_like_boxes(
-    num: int, image_size: tuple[int, int] = IMAGE_SIZE, seed: int = 0
-) -> Tensor:
-    """Random boxes spread like selective-search proposals.
-
-    Sizes are log-uniform from 16 pixels to the whole image (many small boxes, some large),
-    aspect ratios log-uniform in [1/2, 2], centres uniform, clipped to the image.
-
-    Returns:
-        Tensor[num, 4]: (x1, y1, x2, y2) in pixels.
-    """
-    height, width = image_size
-    g = torch.Generator().manual_seed(seed)
-    side = torch.exp(
-        torch.empty(num).uniform_(math.log(16), math.log(min(height, width)), generator=g)
-    )
-    aspect = torch.exp(torch.empty(num).uniform_(-math.log(2), math.log(2), generator=g))
-    w = (side * aspect.sqrt()).clamp(max=width)  # (num,)
-    h = (side / aspect.sqrt()).clamp(max=height)
-    cx = w / 2 + torch.rand(num, generator=g) * (width - w)
-    cy = h / 2 + torch.rand(num, generator=g) * (height - h)
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)  # (num, 4)
 
 
 def _median_ms(samples: list[float]) -> float:

@@ -7,8 +7,10 @@
 Data-flow stage: **region features -> heads** of the three systems, side by side (Fast R-CNN
 section 4.3 and Table 4: "test time per image, excluding proposals"; R-CNN 47 s, SPPnet 2.3 s,
 Fast R-CNN 0.32 s, 0.22 s with truncated SVD, VGG16 on a GPU: 146x and 213x R-CNN's speed).
-What is timed, per image, from an image already resized to the test scale and its P proposals
-(the proposals themselves are not timed, as in the paper) up to class scores and box deltas:
+What is timed, per image, from an image already at the test scale and its P proposals (the
+proposals themselves are not timed, as in the paper) up to class scores and box deltas: the
+``score_proposals`` of the real detectors (``fastrcnn_lite.detector``'s contract: ``RCNN``,
+``SPPNet``, ``FastRCNN`` and its truncated SVD), built with random weights:
 
     R-CNN       warp each proposal (with context) to input_size^2 -> whole CNN (conv + fc6, fc7)
                 per proposal -> SVM scores + class-specific ridge box regression
@@ -18,26 +20,26 @@ What is timed, per image, from an image already resized to the test scale and it
                 -> cls_score + softmax, bbox_pred
     + SVD       the same, fc6 and fc7 replaced by their truncated SVD (ranks 1024 and 256)
 
-Box decoding and per-class NMS come after all of them, cost the same for the three, and are not
-timed. The weights are random (no ImageNet weights offline, and speed does not depend on them);
-the images are embedded-dataset images stretched to a VOC photo's shape at the test scale
-(600 x 800); the proposals are random boxes spread like selective search's
-(``fastrcnn_lite.bench.proposal_like_boxes``). R-CNN is timed on ``--rcnn-sample`` of the
+Box decoding and per-class NMS come after all of them (``detect_image``), cost the same for the
+three, and are not timed: with random weights they would not cost what they cost after training
+(every random SVM margin passes R-CNN's threshold of -1). The weights are random (no ImageNet
+weights offline, and speed does not depend on them); the images are embedded-dataset images
+stretched to a VOC photo's shape at the test scale (600 x 800, so the detectors' own resize is a
+no-op); the proposals are random boxes spread like selective search's
+(``fastrcnn_lite.workloads.proposal_like_boxes``). R-CNN is timed on ``--rcnn-sample`` of the
 proposals and its time scaled linearly to P (its cost is P independent forward passes); the
-output says so. Each figure is the median over ``--repeats`` runs of the
-mean time per image, the systems interleaved run by run. The multiply-accumulate count (MACs) of
-each system is counted with forward hooks, so the measured speedups can be checked against
-the arithmetic. The last line is ``speedup over R-CNN: fast_rcnn <x>x, fast_rcnn_svd <y>x, sppnet <z>x``.
+output says so. Each figure is ``fastrcnn_lite.timing``'s: the median over the (image, repeat)
+pairs, the systems interleaved image by image, synchronised on CUDA. The multiply-accumulate
+count (MACs) of each system is counted with forward hooks on the first image (that pass is the
+warm-up), so the measured speedups can be checked against the arithmetic. The last line is
+``speedup over R-CNN: fast_rcnn <x>x, fast_rcnn_svd <y>x, sppnet <z>x``.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
@@ -45,17 +47,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbones import Backbone, alexnet_backbone, small_backbone, vgg16_backbone
-from .bench import proposal_like_boxes
-from .boxes import boxes_to_rois
 from .config import Config
-from .fast_rcnn import FastRCNN, build_fast_rcnn
-from .pretrain import RegionClassifier
+from .detector import Detector, with_svd
+from .embedded import render_image
+from .fast_rcnn import build_fast_rcnn
+from .rcnn import RCNN
+from .region_heads import SVMDetector
 from .roi_pool import SpatialPyramidPool
-from .sppnet import spp_fc
-from .svd import truncated_svd
+from .sppnet import SPPNet, spp_fc
 from .svm import BoxRegressors, LinearSVMs
+from .timing import time_per_image
 from .train import DEFAULT_TRAINABLE_FROM
-from .warp import warp_regions
+from .workloads import proposal_like_boxes
 
 __all__ = [
     "BACKBONES",
@@ -105,29 +108,13 @@ def _random_heads(
     return svms, regressors
 
 
-def _heads_to(
-    heads: tuple[LinearSVMs, BoxRegressors], device: torch.device
-) -> tuple[LinearSVMs, BoxRegressors]:
-    svms, regressors = heads
-    svms.weight, svms.bias, svms.trained = (
-        svms.weight.to(device),
-        svms.bias.to(device),
-        svms.trained.to(device),
-    )
-    regressors.weight, regressors.bias = regressors.weight.to(device), regressors.bias.to(device)
-    return svms, regressors
-
-
-def _head_macs(svm_dim: int, ridge_dim: int, num_classes: int) -> int:
-    """Multiply-accumulates per proposal of the SVMs and ridge regressors (matrix products, not nn.Linear)."""
-    return svm_dim * num_classes + ridge_dim * 4 * num_classes
-
-
-def _conv_once(body: nn.Module, image: Tensor) -> Tensor:
-    """The conv layers on one whole image (Tensor[3, H, W]) -> Tensor[1, C, H/s, W/s]."""
-    return body(
-        image[None].contiguous(memory_format=torch.channels_last)
-    ).contiguous()  # (1, C, H', W')
+def _head_macs(detector: Detector) -> int:
+    """Multiply-accumulates per proposal of the SVMs and ridge regressors (matrix products, not
+    ``nn.Linear``, so :func:`count_macs` does not see them); 0 for Fast R-CNN."""
+    if not isinstance(detector, SVMDetector):
+        return 0
+    svms, regressors = detector.svms, detector.box_regressors
+    return svms.weight.numel() + regressors.weight.numel()  # K D_svm + K D_ridge 4
 
 
 def build_detectors(
@@ -137,13 +124,17 @@ def build_detectors(
     rcnn_batch: int = 32,
     device: str | torch.device = "cpu",
     seed: int = 0,
-) -> dict[str, Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]]:
-    """The test-time forward of the four systems, with random weights, one backbone each.
+    scale: int = 600,
+    max_size: int = 1000,
+) -> dict[str, Detector]:
+    """The four detectors with random weights, one backbone each: ``RCNN``, ``SPPNet``,
+    ``FastRCNN`` and its truncated SVD, on ``device``, in eval mode.
 
-    Each function takes ``image`` (Tensor[3, H, W] in [0, 1], already at the test scale) and
-    ``proposals`` (Tensor[P, 4] in its pixels) and returns ``(scores Tensor[P, K(+1)],
-    box_deltas Tensor[P, 4K])``. The four get separate copies of the same random network
-    (seeded with ``seed``); Fast R-CNN + SVD is the truncated SVD of Fast R-CNN's fc6 and fc7.
+    Their ``score_proposals(image, proposals)`` take ``image`` (Tensor[3, H, W] in [0, 1]) and
+    ``proposals`` (Tensor[P, 4] in its pixels) and return ``(scores Tensor[P, K] (R-CNN, SPPnet:
+    SVM margins) or class_logits Tensor[P, K + 1] (Fast R-CNN), box_deltas Tensor[P, 4K])``. The
+    four get separate copies of the same random network (seeded with ``seed``); Fast R-CNN + SVD
+    is the truncated SVD of Fast R-CNN's fc6 and fc7.
 
     Args:
         backbone: "vgg16" (L), "alexnet" (S) or "small" (the course's).
@@ -151,13 +142,19 @@ def build_detectors(
         svd_ranks: (fc6, fc7) ranks of the truncated SVD; default 1024 / 256 (the paper's, for
             4096-wide fc layers) or the embedded profile's 64 / 32 for the small backbone.
         rcnn_batch: warped crops per R-CNN forward pass.
+        scale, max_size: the test scale (shorter side) and the longer-side cap of SPPnet and
+            Fast R-CNN; an image already at that scale is not resized.
+
+    Returns:
+        {"rcnn", "sppnet", "fast_rcnn", "fast_rcnn_svd": the detector}.
     """
     if backbone not in BACKBONES:
         raise ValueError(f"backbone must be one of {BACKBONES}; got {backbone!r}.")
-    cfg = _profile(backbone)
-    device = torch.device(device)
-    ranks = svd_ranks or (cfg.svd_rank_fc6, cfg.svd_rank_fc7)
+    cfg = _profile(backbone).replace(test_scales=(scale,), max_size=max_size)
+    if svd_ranks is not None:
+        cfg = cfg.replace(svd_rank_fc6=svd_ranks[0], svd_rank_fc7=svd_ranks[1])
     gen = torch.Generator().manual_seed(seed)
+    classes = tuple(f"class {k}" for k in range(1, num_classes + 1))
 
     def network() -> Backbone:  # the same random weights for every system
         torch.manual_seed(seed)
@@ -165,57 +162,24 @@ def build_detectors(
 
     # R-CNN: the whole network on every warped proposal, SVMs on fc7, ridge on pool5.
     rcnn_backbone = network()
-    rcnn_net = RegionClassifier(rcnn_backbone, num_classes).to(device).eval()
     pool5_dim = rcnn_backbone.out_channels * rcnn_backbone.pool_size[0] * rcnn_backbone.pool_size[1]
-    rcnn_svms, rcnn_regressors = _heads_to(
-        _random_heads(rcnn_backbone.fc_dim, pool5_dim, num_classes, gen), device
-    )
-
-    def rcnn(image: Tensor, proposals: Tensor) -> tuple[Tensor, Tensor]:
-        pool5 = torch.cat([
-            rcnn_net.pool5(warp_regions(image, chunk, rcnn_net.input_size, cfg.warp_context))  # (B, C*h*w)
-            for chunk in proposals.split(rcnn_batch)
-        ])  # fmt: skip
-        fc7 = rcnn_net.fc(pool5)  # (P, fc_dim)
-        return rcnn_svms(fc7), rcnn_regressors(pool5)  # (P, K), (P, 4K)
-
+    rcnn_heads = _random_heads(rcnn_backbone.fc_dim, pool5_dim, num_classes, gen)
+    rcnn = RCNN(rcnn_backbone, *rcnn_heads, classes, cfg.warp_context, batch_size=rcnn_batch)
     # SPPnet: conv once, a spatial pyramid per proposal, fc6 (for the pyramid), fc7, SVMs, ridge.
     spp_backbone = network()
-    spp_body = spp_backbone.body.to(device).eval()
-    spp_fc_layers = spp_fc(spp_backbone, cfg.spp_levels).to(device).eval()
-    spp = SpatialPyramidPool(cfg.spp_levels, 1.0 / spp_backbone.stride)
-    pyramid_dim = spp_backbone.out_channels * spp.num_bins
-    spp_svms, spp_regressors = _heads_to(
-        _random_heads(spp_backbone.fc_dim, pyramid_dim, num_classes, gen), device
-    )
-
-    def sppnet(image: Tensor, proposals: Tensor) -> tuple[Tensor, Tensor]:
-        features = _conv_once(spp_body, image)  # (1, C, H', W')
-        pyramids = spp(features, [proposals])  # (P, C * sum n*n)
-        fc7 = spp_fc_layers(pyramids)  # (P, fc_dim)
-        return spp_svms(fc7), spp_regressors(pyramids)  # (P, K), (P, 4K)
-
+    pyramid_dim = spp_backbone.out_channels * SpatialPyramidPool(cfg.spp_levels).num_bins
+    spp_heads = _random_heads(spp_backbone.fc_dim, pyramid_dim, num_classes, gen)
+    sppnet = SPPNet(spp_backbone, spp_fc(spp_backbone, cfg.spp_levels), *spp_heads, classes,
+                    cfg.spp_levels, (scale,), max_size, cfg.pyramid_target_area)  # fmt: skip
     # Fast R-CNN: conv once, RoI pooling, fc6, fc7, the two sibling layers; and its SVD twin.
-    fast = build_fast_rcnn(cfg, num_classes, network()).to(device).eval()
-    fast_svd = truncated_svd(fast, *ranks).to(device)
-
-    def fast_forward(model: FastRCNN) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
-        def forward(image: Tensor, proposals: Tensor) -> tuple[Tensor, Tensor]:
-            features = _conv_once(model.body, image)  # (1, C, H', W')
-            pooled = model.roi_pool(features, boxes_to_rois([proposals]))  # (P, C, h, w)
-            class_logits, box_deltas = model.head(pooled)  # (P, K + 1), (P, 4K)
-            return F.softmax(class_logits, dim=1), box_deltas
-
-        return forward
-
-    rcnn.head_macs_per_proposal = _head_macs(rcnn_backbone.fc_dim, pool5_dim, num_classes)
-    sppnet.head_macs_per_proposal = _head_macs(spp_backbone.fc_dim, pyramid_dim, num_classes)
-    return {
+    fast = build_fast_rcnn(cfg, num_classes, network()).eval()
+    detectors = {
         "rcnn": rcnn,
         "sppnet": sppnet,
-        "fast_rcnn": fast_forward(fast),
-        "fast_rcnn_svd": fast_forward(fast_svd),
+        "fast_rcnn": fast,
+        "fast_rcnn_svd": with_svd(fast, cfg),
     }
+    return {key: detector.to(device).eval() for key, detector in detectors.items()}
 
 
 @contextmanager
@@ -327,17 +291,13 @@ VOC_ASPECT = 4 / 3  # width / height of a typical VOC photo (500 x 375): 600 x 8
 def _test_images(count: int, scale: int, max_size: int, device: torch.device) -> list[Tensor]:
     """``count`` embedded-dataset images (drawn in memory, not read from disk), stretched to the
     shape of a typical VOC photo at the test scale: ``scale`` x ``min(4/3 scale, max_size)``."""
-    from .embedded import render_image
-
     size = (scale, min(round(scale * VOC_ASPECT), max_size))  # (height, width): 600 x 800
     images = []
     for i in range(count):
         array, _ = render_image(0, "test", i)  # (H, W, 3) uint8
         image = torch.from_numpy(array).permute(2, 0, 1).float()[None] / 255  # (1, 3, H, W)
-        image = F.interpolate(image, size=size, mode="bilinear", align_corners=False)[
-            0
-        ]  # (3, h, w)
-        images.append(image.to(device))
+        image = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+        images.append(image[0].to(device))  # (3, h, w)
     return images
 
 
@@ -376,28 +336,19 @@ def bench_detectors(
         )
     cfg = _profile(backbone)
     ranks = svd_ranks or (cfg.svd_rank_fc6, cfg.svd_rank_fc7)
-    detectors = build_detectors(backbone, NUM_CLASSES, ranks, rcnn_batch, dev)
+    detectors = build_detectors(
+        backbone, NUM_CLASSES, ranks, rcnn_batch, dev, scale=scale, max_size=max_size
+    )
     test_images = _test_images(images, scale, max_size, dev)
     boxes = [
         proposal_like_boxes(proposals, tuple(im.shape[1:]), seed=i).to(dev)
         for i, im in enumerate(test_images)
     ]
     sample = min(rcnn_sample, proposals)
-    rcnn_boxes = [
-        b[torch.randperm(proposals, generator=torch.Generator().manual_seed(i))[:sample]]
-        for i, b in enumerate(boxes)
-    ]
+    pick = torch.randperm(proposals, generator=torch.Generator().manual_seed(0))[:sample].to(dev)
     rcnn_scale = proposals / sample
-    inputs = {k: (rcnn_boxes if k == "rcnn" else boxes) for k in SYSTEM_KEYS}
-
-    def run(key: str, index: int) -> float:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        start = time.perf_counter()
-        detectors[key](test_images[index], inputs[key][index])
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        return time.perf_counter() - start
+    forwards = {key: detector.score_proposals for key, detector in detectors.items()}
+    forwards["rcnn"] = lambda image, props: detectors["rcnn"].score_proposals(image, props[pick])
 
     height, width = test_images[0].shape[1:]
     print_fn(
@@ -408,8 +359,8 @@ def bench_detectors(
         + f", torch {torch.__version__}."
     )
     print_fn(
-        "Timed: from the resized image and its proposals to class scores and box deltas. Not timed: proposals, "
-        "box decoding, per-class NMS (the same for all)."
+        "Timed: each detector's score_proposals, from the image at the test scale and its proposals to class "
+        "scores and box deltas. Not timed: proposals, box decoding, per-class NMS (the same for all)."
     )
     if sample < proposals:
         print_fn(
@@ -420,17 +371,13 @@ def bench_detectors(
     with torch.inference_mode():
         for key in SYSTEM_KEYS:  # one untimed pass each: warm-up and MAC count
             with count_macs() as counter:
-                detectors[key](test_images[0], inputs[key][0])
-            heads = getattr(detectors[key], "head_macs_per_proposal", 0) * len(inputs[key][0])
+                forwards[key](test_images[0], boxes[0])
+            heads = _head_macs(detectors[key]) * (sample if key == "rcnn" else proposals)
             macs[key] = (counter["macs"] + heads) * (rcnn_scale if key == "rcnn" else 1)
-        samples = {k: [] for k in SYSTEM_KEYS}
-        for _ in range(repeats):
-            for key in SYSTEM_KEYS:  # interleaved: background load spreads over the systems
-                per_image = [run(key, i) for i in range(images)]
-                samples[key].append(
-                    statistics.fmean(per_image) * (rcnn_scale if key == "rcnn" else 1)
-                )
-    seconds = {k: statistics.median(v) for k, v in samples.items()}
+        # interleaved image by image: background load spreads over the systems
+        seconds = time_per_image(forwards, list(zip(test_images, boxes, strict=True)), repeats=repeats,
+                                 warmup=0, device=dev)  # fmt: skip
+    seconds["rcnn"] *= rcnn_scale
     speedup = {k: seconds["rcnn"] / seconds[k] for k in SYSTEM_KEYS}
     what = {
         "rcnn": f"warp + whole CNN per proposal{f' ({sample} timed, x{rcnn_scale:g})' if sample < proposals else ''} + SVMs + ridge",
@@ -447,7 +394,7 @@ def bench_detectors(
             f"{macs['rcnn'] / max(macs[key], 1):10.1f}x   {what[key]}"
         )
     print_fn(
-        f"(median of {repeats} run(s) of the mean over {images} image(s); MACs of conv and fc layers from forward "
+        f"(median over {images} image(s) x {repeats} run(s), fastrcnn_lite.timing; MACs of conv and fc layers from forward "
         "hooks plus the SVM/ridge products; 'MAC ratio' = R-CNN's MACs / the system's, the speedup if every "
         "system ran at the same MACs per second)"
     )

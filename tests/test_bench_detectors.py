@@ -67,28 +67,56 @@ def test_count_macs_by_hand():
 
 def test_rcnn_forward_is_per_proposal_and_svd_at_full_rank_is_fast_rcnn():
     torch.manual_seed(0)
-    detectors = build_detectors("small", num_classes=3, svd_ranks=(256, 256), rcnn_batch=4)
-    image = torch.rand(3, 64, 80)
+    detectors = build_detectors("small", num_classes=3, svd_ranks=(256, 256), rcnn_batch=4,
+                                scale=64, max_size=80)  # fmt: skip
+    forward = {key: detector.score_proposals for key, detector in detectors.items()}
+    image = torch.rand(3, 64, 80)  # already at the test scale
     boxes = torch.tensor(
         [[2.0, 3, 30, 40], [10, 10, 70, 60], [0, 0, 80, 64], [40, 20, 60, 30], [5, 30, 25, 60]]
     )
-    scores, deltas = detectors["rcnn"](image, boxes)
+    scores, deltas = forward["rcnn"](image, boxes)
     assert scores.shape == (5, 3) and deltas.shape == (5, 12)
     # R-CNN's cost is P independent passes (so timing a sample and scaling is exact in FLOPs):
     # each proposal's output does not depend on the others or on the batching.
     for i in range(len(boxes)):
-        one_scores, one_deltas = detectors["rcnn"](image, boxes[i : i + 1])
+        one_scores, one_deltas = forward["rcnn"](image, boxes[i : i + 1])
         torch.testing.assert_close(one_scores[0], scores[i], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(one_deltas[0], deltas[i], atol=1e-4, rtol=1e-4)
     # Truncated SVD at full rank (256 = fc_dim of the small backbone) is the same network.
-    probs, box_deltas = detectors["fast_rcnn"](image, boxes)
-    probs_svd, box_deltas_svd = detectors["fast_rcnn_svd"](image, boxes)
-    assert probs.shape == (5, 4) and box_deltas.shape == (5, 12)
-    torch.testing.assert_close(probs.sum(1), torch.ones(5))
-    torch.testing.assert_close(probs_svd, probs, atol=1e-4, rtol=1e-4)
+    logits, box_deltas = forward["fast_rcnn"](image, boxes)
+    logits_svd, box_deltas_svd = forward["fast_rcnn_svd"](image, boxes)
+    assert logits.shape == (5, 4) and box_deltas.shape == (5, 12)
+    torch.testing.assert_close(logits_svd, logits, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(box_deltas_svd, box_deltas, atol=1e-5, rtol=1e-4)
-    sp_scores, sp_deltas = detectors["sppnet"](image, boxes)
+    sp_scores, sp_deltas = forward["sppnet"](image, boxes)
     assert sp_scores.shape == (5, 3) and sp_deltas.shape == (5, 12)
+    # The benchmark times the real detectors: the same objects detect whole images.
+    assert [d.name for d in detectors.values()] == [
+        "R-CNN",
+        "SPPnet",
+        "Fast R-CNN",
+        "Fast R-CNN + SVD",
+    ]
+    for detector in detectors.values():
+        assert set(detector.detect_image(image, boxes)) == {"boxes", "scores", "labels"}
+
+
+def test_sppnet_forward_is_the_pyramid_of_one_conv_pass():
+    """SPPnet's score_proposals, by hand: conv once on the image at its scale, the pyramid of each
+    box, fc6/fc7, then SVMs and ridge, written out from the stages."""
+    from fastrcnn_lite.roi_pool import SpatialPyramidPool
+
+    spp = build_detectors("small", num_classes=3, scale=64, max_size=80)["sppnet"]
+    image = torch.rand(3, 64, 80)
+    boxes = torch.tensor([[2.0, 3, 30, 40], [10, 10, 70, 60], [0, 0, 80, 64]])
+    with torch.no_grad():
+        conv = spp.backbone.body(image[None])  # (1, C, h, w)
+        pool = SpatialPyramidPool(spp.levels, 1.0 / spp.backbone.stride)
+        pyramids = pool(conv, [boxes])  # (P, C * sum n*n)
+        scores = spp.svms(spp.fc(pyramids))
+    got_scores, got_deltas = spp.score_proposals(image, boxes)
+    torch.testing.assert_close(got_scores, scores, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got_deltas, spp.box_regressors(pyramids), atol=1e-4, rtol=1e-4)
 
 
 def test_smoke_run_in_process(capsys):
