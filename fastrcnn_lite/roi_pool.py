@@ -663,6 +663,12 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
     low_word = 0 if sys.byteorder == "little" else 1  # the int32 half of a key holding ~position
     argmax = torch.empty(K, C, B, dtype=torch.int32, device=device)
     pooled = input.new_empty(K, C, B)
+    chunks = []  # (k0, k1, [table rows of lookup t for the prefix of bins that make it])
+    for j, k0 in enumerate(range(0, K, block_k)):
+        s0 = k0 * B
+        reads = [lookups[0, s0 : min(k0 + block_k, K) * B]]
+        reads += [lookups[t, s0 : s0 + m] for t, m in enumerate(reading[j][1:], start=1) if m]
+        chunks.append((k0, min(k0 + block_k, K), reads))
     for c0 in range(0, C, block_c):  # channel blocks keep the table small (cache, no page faults)
         c1 = min(c0 + block_c, C)
         width = c1 - c0
@@ -679,19 +685,17 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
         _fill_keys(table[:rows], block, low_row_pos, channel_pos[c0:c1])
         if not all_valid:  # cells that can never win: below every key, slot M + 1 (-FLT_MAX)
             invalid = (block == _CANNOT_WIN).transpose(1, 2)  # (N, Hc*Wc, Cb)
-            table[:rows].view(N, plane, width).masked_fill_(invalid, _key(_CANNOT_WIN, M + 1))
+            table[:rows].view(N, Hc * Wc, width).masked_fill_(invalid, _key(_CANNOT_WIN, M + 1))
         table[empty_row] = _key(0, M)  # an empty bin: value 0 (slot M)
         _build_levels(table, (N, Hc, Wc), levels_y, levels_x)
-        for j, k0 in enumerate(range(0, K, block_k)):  # chunks of RoIs bound the buffers
-            k1 = min(k0 + block_k, K)
+        for k0, k1, reads in chunks:  # chunks of RoIs bound the buffers
             s0, s1 = k0 * B, k1 * B
             best = best_buf[: (s1 - s0) * width].view(s1 - s0, width)
-            torch.index_select(table, 0, lookups[0, s0:s1], out=best)  # (b, Cb) first lookup
-            for t, m in enumerate(reading[j][1:], start=1):  # bins sorted: lookup t is a prefix
-                if m == 0:
-                    break
+            torch.index_select(table, 0, reads[0], out=best)  # (b, Cb) first lookup
+            for rows_t in reads[1:]:  # bins sorted: lookup t reads a prefix of them
+                m = rows_t.shape[0]
                 read = read_buf[: m * width].view(m, width)
-                torch.index_select(table, 0, lookups[t, s0 : s0 + m], out=read)
+                torch.index_select(table, 0, rows_t, out=read)
                 torch.maximum(best[:m], read, out=best[:m])  # (m, Cb) running max key
             # Undo the sort; the max key's low word is ~position (0xFFFFFFFF - position), its
             # high word the order integer of the value.

@@ -211,6 +211,10 @@ def test_window_of_a_few_rois(levels):
     rois = torch.tensor([[1.0, 22, 20, 35, 29], [1.0, 30, 23, 39, 28], [0.0, 25, 25, 25, 25]])
     ya, yb, ga, gb = pool_both(x, rois, (3, 2), 1.0, levels)
     assert same_bits(ya, yb) and same_bits(ga, gb)
+    x[1, 0, 21:24, 23:27] = float("nan")  # inside the window: these cells cannot win
+    x[1, 1, 25, 31] = -float("inf")
+    ya, yb, ga, gb = pool_both(x, rois, (3, 2), 1.0, levels)
+    assert same_bits(ya, yb) and same_bits(ga, gb)
     assert rp._covered_box(*_expanded_bins(rois, (3, 2), 30, 40)) == (20, 30, 22, 40)
 
 
