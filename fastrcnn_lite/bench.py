@@ -234,7 +234,7 @@ def _bench_roi_pool(repeats, loop_rois, channels, dev, print_fn):
             f"  outputs and input gradients bitwise equal to torchvision: {'yes' if exact else 'NO'}\n"
             f"  peak extra memory ({memory_note}): ours {ours_extra * mib:.1f} MiB"
             + (
-                f" (argmax {memory['argmax'] * mib:.1f}, input copy {memory['values'] * mib:.1f}, "
+                f" (argmax {memory['argmax'] * mib:.1f}, order integers {memory['values'] * mib:.1f}, "
                 f"table block {memory['table'] * mib:.1f} = {memory['levels']} levels x "
                 f"{memory['block_channels']} channels, gather {memory['gather'] * mib:.1f})"
                 if dev.type != "cuda"
