@@ -13,6 +13,7 @@ The data flow, and the module that implements each stage::
                                        region_heads.py (their training sets, the SVM detector)
       -> losses / detections ......... losses.py, sampling.py, detect.py (per-class NMS)
       -> evaluation .................. evaluate.py (VOC AP, mAP)
+      -> diagnosis ................... error_analysis.py (kinds of false positive, AP by size)
 
     the three systems ................ rcnn.py, sppnet.py, fast_rcnn.py (+ svd.py, train.py)
     shared ........................... boxes.py (IoU, NMS, deltas), config.py, checkpoint.py, viz.py

@@ -1,0 +1,697 @@
+"""Error analysis: what kind of mistake each false positive is, and AP by object size.
+
+Data-flow stage: **evaluation**, after VOC AP (``evaluate.py``): detections -> a diagnosis.
+AP says *how good* a detector is; this module says *where it fails*, following the detection
+diagnosis of Hoiem, Chodpathumwan and Dai ("Diagnosing error in object detectors", ECCV 2012),
+the analysis the R-CNN paper (Girshick et al., CVPR 2014, Figs. 5-6) runs on its detectors.
+Taught in notebook 07 (comparison), section "Where the errors are".
+
+False positives by kind (:func:`false_positive_breakdown`)
+-----------------------------------------------------------
+For each class, its detections are ranked by score over the whole test set exactly as
+:func:`~fastrcnn_lite.evaluate.evaluate_detections` ranks them, and each one is matched with
+:func:`~fastrcnn_lite.evaluate.match_detections` (the same VOC rule, so a true positive here is a
+true positive of the AP). Detections that land on a ``difficult`` object are ignored, as in VOC,
+and left out of the ranking. Of what remains, the **top N** are analysed (``top``): by default
+N = the number of (non-difficult) objects of the class, the detections a perfect detector would
+need (Hoiem's "top-ranked" false positives: the ones that cost AP); ``top=None`` takes all.
+
+Each false positive gets the first category that fits, in this order (IoU thresholds 0.5 and 0.1
+as in Hoiem's analysis):
+
+==============  ========================================================================
+duplicate       IoU >= 0.5 with an object of its class that a higher-scoring detection
+                already matched (VOC counts it as a false positive).
+localisation    0.1 <= IoU < 0.5 with an object of its class (difficult ones included): the
+                right object, a poorly placed box. (Hoiem folds duplicates into localisation;
+                here they are their own category.)
+similar         IoU >= 0.1 with an object of a class declared *similar* (``similar``).
+other           IoU >= 0.1 with an object of any other class.
+background      IoU < 0.1 with every object.
+==============  ========================================================================
+
+Similar classes. VOC: Hoiem's groups, as used in the R-CNN paper's figures: vehicles
+(aeroplane, bicycle, boat, bus, car, motorbike, train), animals including person (bird, cat, cow,
+dog, horse, person, sheep), furniture (chair, diningtable, sofa), and aeroplane ~ bird.
+The embedded dataset (``embedded.CLASSES``: the shape alone is the class; colour and texture
+are drawn independently of it) pairs the shapes by the kind of outline the drawing code gives
+them, so that two similar shapes differ only in a detail a coarse conv map can blur:
+
+* circle ~ ring, round outlines: a ring *is* a circle with a hole (the same 64-gon outline);
+  a textured circle, or a ring whose hole shows a similar colour, differ only inside.
+* square ~ triangle, convex straight-edged polygons with sharp corners (stretched and rotated
+  alike, so a rectangle and a triangle can share a box and two of their edges).
+* star ~ cross, arms radiating from a centre with notches between them: a cross is a
+  four-armed star with blunt arms.
+
+This is a choice, not a measurement: where the confusions actually land (``confused_with``,
+:func:`format_confusions`) is reported next to it, so a reader can judge the pairing.
+
+AP by object size (:func:`ap_by_size`)
+--------------------------------------
+Objects are put into bins by their size ``sqrt(w * h)`` in pixels (default: terciles of the
+non-difficult test objects, pooled over classes, so each bin holds about a third of them).
+The AP of bin b is the VOC AP with every object *outside* b treated like a difficult one: a
+detection matched to it counts neither way, and it does not count in recall. Detections that
+match nothing (background, confusion, poor localisation) stay false positives in every bin. So
+each bin's AP answers "how well are objects of this size found", with the detections on objects
+of other sizes left out (Hoiem's analysis does the same; it also normalises precision to a fixed
+number of objects, which we do not).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from .boxes import box_iou
+from .evaluate import _check_inputs, evaluate_detections, match_detections
+
+__all__ = [
+    "CATEGORIES",
+    "EMBEDDED_SIMILAR",
+    "VOC_SIMILAR_GROUPS",
+    "similar_classes",
+    "classify_detections",
+    "false_positive_breakdown",
+    "size_edges",
+    "ap_by_size",
+    "top_false_positive",
+    "format_breakdown",
+    "format_confusions",
+    "format_ap_by_size",
+    "plot_error_breakdown",
+    "plot_ap_by_size",
+    "draw_errors",
+]
+
+# False-positive kinds, in the order they are tested and drawn (see the module docstring).
+CATEGORIES = ("duplicate", "localisation", "similar", "other", "background")
+
+LOW_IOU = 0.1  # below this with every object: background (Hoiem et al.)
+
+# Embedded shapes with the same kind of outline (module docstring: why these pairs).
+EMBEDDED_SIMILAR = (("circle", "ring"), ("square", "triangle"), ("star", "cross"))
+
+# Hoiem et al.'s similar-object groups on VOC, as in the R-CNN paper's Fig. 5.
+VOC_SIMILAR_GROUPS = (
+    ("aeroplane", "bicycle", "boat", "bus", "car", "motorbike", "train"),  # vehicles
+    ("bird", "cat", "cow", "dog", "horse", "person", "sheep"),  # animals (and person)
+    ("chair", "diningtable", "sofa"),  # furniture
+    ("aeroplane", "bird"),  # both fly
+)
+
+# Colours of the categories in the charts and pictures ("correct" for true positives).
+_COLOURS = {
+    "correct": "#4c9a2a",
+    "duplicate": "#f2b134",
+    "localisation": "#e8702a",
+    "similar": "#8e44ad",
+    "other": "#3b7dd8",
+    "background": "#7f7f7f",
+}
+
+
+def similar_classes(
+    classes: Sequence[str], groups: Sequence[Sequence[str]] | None = None
+) -> dict[str, frozenset[str]]:
+    """The similar-class map: for each class, the other classes declared similar to it.
+
+    Args:
+        classes: the K class names (label k is ``classes[k - 1]``).
+        groups: groups of mutually similar class names. Default: :data:`EMBEDDED_SIMILAR` when
+            ``classes`` are the embedded dataset's, :data:`VOC_SIMILAR_GROUPS` when they are
+            VOC's 20, otherwise none (every confusion then counts as "other").
+
+    Returns:
+        {class: frozenset of similar class names} for every class (empty sets included).
+    """
+    classes = tuple(classes)
+    if groups is None:
+        from .embedded import CLASSES
+        from .voc import VOC_CLASSES
+
+        if set(classes) == set(CLASSES):
+            groups = EMBEDDED_SIMILAR
+        elif set(classes) == set(VOC_CLASSES):
+            groups = VOC_SIMILAR_GROUPS
+        else:
+            groups = ()
+    similar = {name: set() for name in classes}
+    for group in groups:
+        unknown = [name for name in group if name not in similar]
+        if unknown:
+            raise ValueError(
+                f"similar-class group {tuple(group)} names {unknown}, which are not among the "
+                f"classes {classes}. Check the spelling (VOC writes 'diningtable', 'tvmonitor')."
+            )
+        for name in group:
+            similar[name].update(other for other in group if other != name)
+    return {name: frozenset(names) for name, names in similar.items()}
+
+
+def _check_similar(similar: Mapping, classes: tuple[str, ...]) -> dict[str, frozenset[str]]:
+    if not isinstance(similar, Mapping):
+        raise TypeError(
+            f"similar must be a dict {{class: set of similar classes}} (see similar_classes); got "
+            f"{type(similar).__name__}."
+        )
+    out = {name: frozenset() for name in classes}
+    for name, others in similar.items():
+        bad = [n for n in (name, *others) if n not in out]
+        if bad:
+            raise ValueError(
+                f"similar names {bad}, which are not among the classes {classes}; "
+                "build the map with similar_classes(classes, groups)."
+            )
+        out[name] = frozenset(others) - {name}
+    return out
+
+
+def classify_detections(
+    detections: Sequence[dict],
+    targets: Sequence[dict],
+    classes: Sequence[str],
+    similar: Mapping | None = None,
+    iou_thresh: float = 0.5,
+) -> list[list[str]]:
+    """The category of every detection: ``"correct"``, ``"ignored"`` or one of :data:`CATEGORIES`.
+
+    The per-image step of :func:`false_positive_breakdown` (no ranking, no top-N cut): whether a
+    detection is a true positive depends only on the higher-scoring detections of its class in
+    its own image, so :func:`~fastrcnn_lite.evaluate.match_detections` per image and class gives
+    the same decisions as the AP.
+
+    Args:
+        detections (list of N dicts): per image ``boxes`` (Tensor[D_i, 4] continuous x1, y1,
+            x2, y2), ``scores`` (Tensor[D_i]), ``labels`` (Tensor[D_i] int64 in 1..K).
+        targets (list of N dicts): per image ``boxes`` (Tensor[G_i, 4]), ``labels``
+            (Tensor[G_i] in 1..K), ``difficult`` (Tensor[G_i] bool; all False when absent).
+        classes: the K class names.
+        similar: {class: similar class names}; default :func:`similar_classes` (classes).
+        iou_thresh: a true positive needs IoU >= this (0.5 in VOC).
+
+    Returns:
+        list of N lists, one category string per detection, in the input order.
+    """
+    return [
+        [info["category"] for info in image]
+        for image in _classify(detections, targets, classes, similar, iou_thresh)
+    ]
+
+
+def _classify(detections, targets, classes, similar, iou_thresh) -> list[list[dict]]:
+    """Per image, per detection: {category, iou (best with its class), confused_with}."""
+    classes = tuple(classes)
+    if not 0 < iou_thresh <= 1:
+        raise ValueError(f"iou_thresh must be in (0, 1] (VOC uses 0.5); got {iou_thresh}.")
+    _check_inputs(detections, targets, len(classes))
+    similar = similar_classes(classes) if similar is None else _check_similar(similar, classes)
+    index = {name: k for k, name in enumerate(classes, start=1)}
+    similar_labels = {index[c]: {index[s] for s in others} for c, others in similar.items()}
+    out = []
+    for det, tgt in zip(detections, targets, strict=True):
+        labels = det["labels"].long()  # (D,)
+        gt_labels = tgt["labels"].long()  # (G,)
+        difficult = tgt.get("difficult")
+        difficult = (
+            torch.zeros_like(gt_labels, dtype=torch.bool) if difficult is None else difficult.bool()
+        )
+        iou = box_iou(det["boxes"].double(), tgt["boxes"].double()).nan_to_num(nan=0.0)  # (D, G)
+        infos = [None] * labels.shape[0]
+        for k in labels.unique().tolist():
+            rows = torch.nonzero(labels == k).flatten()  # (D_k,) this class's detections
+            mine = gt_labels == k  # (G,)
+            tp, fp = match_detections(
+                det["boxes"][rows], det["scores"][rows], tgt["boxes"][mine], difficult[mine],
+                iou_thresh,
+            )  # fmt: skip
+            sim = torch.tensor(
+                [g in similar_labels[k] for g in gt_labels.tolist()], dtype=torch.bool
+            )
+            sim = sim.reshape(gt_labels.shape)  # (G,)
+            other = ~mine & ~sim  # (G,)
+            for j, d in enumerate(rows.tolist()):
+                row = iou[d]  # (G,)
+                same = row[mine].max().item() if mine.any() else 0.0
+                info = {"iou": same, "confused_with": None}
+                if tp[j]:
+                    info["category"] = "correct"
+                elif not fp[j]:
+                    info["category"] = "ignored"  # on a difficult object, as in VOC
+                elif same >= iou_thresh:
+                    info["category"] = "duplicate"
+                elif same >= LOW_IOU:
+                    info["category"] = "localisation"
+                else:
+                    info["category"] = "background"
+                    for kind, mask in (("similar", sim), ("other", other)):
+                        if mask.any() and row[mask].max().item() >= LOW_IOU:
+                            g = int(torch.nonzero(mask).flatten()[row[mask].argmax()])
+                            info["category"] = kind
+                            info["confused_with"] = classes[int(gt_labels[g]) - 1]
+                            break
+                infos[d] = info
+        out.append(infos)
+    return out
+
+
+def _resolve_top(top, npos: int, name: str):
+    if top is None:
+        return None
+    if top == "npos":
+        return npos
+    if isinstance(top, int) and not isinstance(top, bool) and top >= 0:
+        return top
+    raise ValueError(
+        f"top must be 'npos' (as many detections per class as it has objects), a number >= 0, "
+        f"or None (all detections); got {top!r} (class {name!r})."
+    )
+
+
+def false_positive_breakdown(
+    detections: Sequence[dict],
+    targets: Sequence[dict],
+    classes: Sequence[str],
+    similar: Mapping | None = None,
+    top: int | str | None = "npos",
+    iou_thresh: float = 0.5,
+) -> dict:
+    """Split the top-ranked false positives of every class into :data:`CATEGORIES`.
+
+    Args:
+        detections (list of N dicts): per image ``boxes`` (Tensor[D_i, 4] continuous x1, y1,
+            x2, y2), ``scores`` (Tensor[D_i]), ``labels`` (Tensor[D_i] int64 in 1..K): what the
+            detectors and ``compare_detectors(cfg)["detections"][name]`` give.
+        targets (list of N dicts): per image ``boxes`` (Tensor[G_i, 4]), ``labels``
+            (Tensor[G_i] in 1..K), ``difficult`` (Tensor[G_i] bool), same image order.
+        classes: the K class names (label k is ``classes[k - 1]``).
+        similar: {class: similar class names}; default :func:`similar_classes` (classes).
+        top: per class, how many top-ranked detections to analyse (detections on difficult
+            objects are left out first): ``"npos"`` (default) the class's number of
+            non-difficult objects, an int, or None for all.
+        iou_thresh: a true positive needs IoU >= this (0.5 in VOC).
+
+    Returns:
+        dict with
+
+        * ``counts`` ({category: false positives of that kind}, all classes together) and
+          ``fractions`` ({category: share of the false positives}, ``nan`` without any);
+        * ``num_detections`` (analysed), ``num_true_positives``, ``num_false_positives``,
+          ``num_ignored`` (detections on difficult objects, all of them, not only the top);
+        * ``per_class``: {class: {``counts``, ``num_detections``, ``num_true_positives``,
+          ``num_false_positives``, ``npos``}};
+        * ``confused_with``: {detected class: {object's class: count}} of the "similar" and
+          "other" false positives;
+        * ``records``: one dict per analysed detection, classes in order and each ranked by
+          score: ``image``, ``index`` (in that image's detections), ``label``, ``class``,
+          ``score``, ``category`` ("correct" or a false-positive kind), ``iou`` (best IoU with
+          an object of its class, 0 if none), ``confused_with`` (class name or None);
+        * ``similar`` ({class: sorted similar classes}), ``top``, ``iou_thresh``.
+    """
+    classes = tuple(classes)
+    if not classes or not all(isinstance(c, str) for c in classes):
+        raise ValueError(f"classes must be a non-empty sequence of class names; got {classes!r}.")
+    _resolve_top(top, 0, classes[0])  # reject a bad value before any work
+    infos = _classify(detections, targets, classes, similar, iou_thresh)
+    similar = similar_classes(classes) if similar is None else _check_similar(similar, classes)
+    per_class, records = {}, []
+    num_ignored = 0
+    for k, name in enumerate(classes, start=1):
+        npos = sum(
+            int(((t["labels"] == k) & ~_difficult(t)).sum()) for t in targets
+        )  # non-difficult objects of the class
+        ranked = []  # image order, then order in the image: the tie order of evaluate's sort
+        for i, det in enumerate(detections):
+            for d in torch.nonzero(det["labels"] == k).flatten().tolist():
+                info = infos[i][d]
+                if info["category"] == "ignored":
+                    num_ignored += 1
+                    continue
+                ranked.append(
+                    {"image": i, "index": d, "label": k, "class": name,
+                     "score": float(det["scores"][d]), **info}
+                )  # fmt: skip
+        ranked.sort(key=lambda r: -r["score"])  # stable: ties keep the order above
+        n = _resolve_top(top, npos, name)
+        ranked = ranked if n is None else ranked[:n]
+        counts = {c: sum(r["category"] == c for r in ranked) for c in CATEGORIES}
+        num_tp = sum(r["category"] == "correct" for r in ranked)
+        per_class[name] = {
+            "counts": counts,
+            "num_detections": len(ranked),
+            "num_true_positives": num_tp,
+            "num_false_positives": len(ranked) - num_tp,
+            "npos": npos,
+        }
+        records.extend(ranked)
+    counts = {c: sum(p["counts"][c] for p in per_class.values()) for c in CATEGORIES}
+    num_fp = sum(counts.values())
+    confused = {name: {} for name in classes}
+    for r in records:
+        if r["confused_with"] is not None:
+            row = confused[r["class"]]
+            row[r["confused_with"]] = row.get(r["confused_with"], 0) + 1
+    return {
+        "counts": counts,
+        "fractions": {c: counts[c] / num_fp if num_fp else math.nan for c in CATEGORIES},
+        "num_detections": len(records),
+        "num_true_positives": len(records) - num_fp,
+        "num_false_positives": num_fp,
+        "num_ignored": num_ignored,
+        "per_class": per_class,
+        "confused_with": confused,
+        "records": records,
+        "similar": {name: sorted(others) for name, others in similar.items()},
+        "top": top,
+        "iou_thresh": iou_thresh,
+    }
+
+
+def _difficult(target: dict) -> torch.Tensor:
+    difficult = target.get("difficult")
+    if difficult is None:
+        return torch.zeros(target["labels"].shape, dtype=torch.bool)
+    return difficult.bool()
+
+
+def _object_sizes(target: dict) -> torch.Tensor:
+    boxes = target["boxes"].double()  # (G, 4)
+    return ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=0).sqrt()  # (G,)
+
+
+def size_edges(targets: Sequence[dict], bins: int = 3) -> list[float]:
+    """Size thresholds that split the non-difficult objects into ``bins`` equal shares.
+
+    Args:
+        targets (list of N dicts): per image ``boxes`` (Tensor[G_i, 4]), ``labels``,
+            ``difficult``.
+        bins: how many bins (3: terciles).
+
+    Returns:
+        list of ``bins - 1`` increasing sizes ``sqrt(w * h)`` in pixels: the quantiles
+        1 / bins, 2 / bins, ... of the pooled object sizes (linear interpolation, as
+        ``numpy.quantile``).
+    """
+    if not isinstance(bins, int) or bins < 2:
+        raise ValueError(f"bins must be an int >= 2 (3 for small / medium / large); got {bins!r}.")
+    sizes = [_object_sizes(t)[~_difficult(t)] for t in targets]
+    sizes = torch.cat(sizes) if sizes else torch.zeros(0, dtype=torch.float64)  # (G_all,)
+    if sizes.numel() == 0:
+        raise ValueError("size_edges needs at least one non-difficult object in targets; got none.")
+    q = torch.arange(1, bins, dtype=torch.float64) / bins  # (bins - 1,)
+    return torch.quantile(sizes, q).tolist()
+
+
+def ap_by_size(
+    detections: Sequence[dict],
+    targets: Sequence[dict],
+    classes: Sequence[str],
+    edges: Sequence[float] | None = None,
+    names: Sequence[str] | None = None,
+    iou_thresh: float = 0.5,
+    metric: str = "07",
+) -> dict:
+    """VOC AP of every class on objects of each size bin (module docstring: the rule).
+
+    Args:
+        detections, targets, classes: as :func:`~fastrcnn_lite.evaluate.evaluate_detections`.
+        edges: increasing sizes ``sqrt(w * h)`` (pixels) between the bins: an object of size s
+            is in bin b when ``edges[b - 1] <= s < edges[b]``. Default: :func:`size_edges`
+            (targets), the terciles of the non-difficult objects.
+        names: one name per bin; default ``("small", "medium", "large")`` for three bins,
+            else ``"bin 1"``, ``"bin 2"``, ...
+        iou_thresh, metric: as :func:`~fastrcnn_lite.evaluate.evaluate_detections`.
+
+    Returns:
+        dict with ``edges`` (list of floats), ``bins`` (the names), ``ranges`` ({bin: (low,
+        high)} in pixels, ``0`` and ``inf`` at the ends), ``map`` ({bin: mAP over the classes
+        with objects in that bin}), ``ap`` ({bin: {class: AP, nan without objects}}), ``npos``
+        ({bin: {class: objects}}) and ``metric``.
+    """
+    classes = tuple(classes)
+    _check_inputs(detections, targets, len(classes))
+    edges = size_edges(targets) if edges is None else [float(e) for e in edges]
+    if any(not math.isfinite(e) or e < 0 for e in edges) or any(
+        b <= a for a, b in zip(edges[:-1], edges[1:], strict=True)
+    ):
+        raise ValueError(
+            f"edges must be increasing sizes sqrt(w * h) >= 0 in pixels, e.g. (32, 64); got {edges}."
+        )
+    count = len(edges) + 1
+    if names is None:
+        names = (
+            ("small", "medium", "large")
+            if count == 3
+            else tuple(f"bin {b + 1}" for b in range(count))
+        )
+    names = tuple(names)
+    if len(names) != count:
+        raise ValueError(
+            f"names must give one name per bin ({count} for {len(edges)} edges); got {names}."
+        )
+    bounds = [0.0, *edges, math.inf]
+    result = {
+        "edges": edges,
+        "bins": names,
+        "ranges": {},
+        "map": {},
+        "ap": {},
+        "npos": {},
+        "metric": metric,
+    }
+    for b, name in enumerate(names):
+        low, high = bounds[b], bounds[b + 1]
+        in_bin = []  # targets where the objects of other bins are difficult (count neither way)
+        for t in targets:
+            sizes = _object_sizes(t)  # (G,)
+            outside = (sizes < low) | (sizes >= high)  # (G,)
+            in_bin.append({**t, "difficult": _difficult(t) | outside})
+        scored = evaluate_detections(detections, in_bin, classes, iou_thresh, metric)
+        result["ranges"][name] = (low, high)
+        result["map"][name] = scored["map"]
+        result["ap"][name] = scored["ap"]
+        result["npos"][name] = scored["npos"]
+    return result
+
+
+def top_false_positive(
+    breakdown: dict, kinds: Sequence[str], exclude_images: Sequence[int] = ()
+) -> dict:
+    """The highest-scoring analysed false positive of the given kinds: an example picked on purpose.
+
+    Args:
+        breakdown: a :func:`false_positive_breakdown` result.
+        kinds: categories to pick from, e.g. ``("similar", "other")`` for a confusion.
+        exclude_images: image indices not to pick from (to show two different images).
+
+    Returns:
+        its record (``image``, ``index``, ``class``, ``score``, ``category``, ``iou``,
+        ``confused_with``).
+    """
+    unknown = [k for k in kinds if k not in CATEGORIES]
+    if isinstance(kinds, str) or unknown:
+        raise ValueError(f"kinds must be a sequence of {CATEGORIES}; got {kinds!r}.")
+    found = [
+        r
+        for r in breakdown["records"]
+        if r["category"] in kinds and r["image"] not in set(exclude_images)
+    ]
+    if not found:
+        raise ValueError(
+            f"no analysed false positive of kind {tuple(kinds)} (outside images "
+            f"{list(exclude_images)}); counts: {breakdown['counts']}. Try top=None."
+        )
+    return max(found, key=lambda r: r["score"])  # the first on a tie: ranking order
+
+
+def format_breakdown(breakdowns: Mapping[str, dict]) -> str:
+    """A table, one row per system: analysed detections, correct, and each kind of FP (count, %).
+
+    Args:
+        breakdowns: {system name: :func:`false_positive_breakdown` result}.
+    """
+    width = max(len("system"), *(len(name) for name in breakdowns))
+    header = f"{'system':<{width}}  {'top':>5}  {'correct':>7}  {'FP':>5}" + "".join(
+        f"  {c:>17}" for c in CATEGORIES
+    )
+    lines = [header]
+    for name, b in breakdowns.items():
+        cells = "".join(
+            f"  {b['counts'][c]:>6} ({100 * b['fractions'][c]:5.1f}%)"
+            if b["num_false_positives"]
+            else f"  {b['counts'][c]:>6} (   n/a)"
+            for c in CATEGORIES
+        )
+        lines.append(
+            f"{name:<{width}}  {b['num_detections']:>5}  {b['num_true_positives']:>7}  "
+            f"{b['num_false_positives']:>5}{cells}"
+        )
+    return "\n".join(lines)
+
+
+def format_confusions(breakdown: dict) -> str:
+    """The confusion false positives as a table: rows the class detected, columns the class of
+    the object it lay on ("similar" and "other" together), similar pairs marked with ``*``.
+
+    Args:
+        breakdown: a :func:`false_positive_breakdown` result.
+    """
+    classes = list(breakdown["per_class"])
+    corner = "said \\ on"
+    width = max(len(corner), *(len(c) for c in classes))
+    lines = [f"{corner:<{width}}" + "".join(f"  {c:>8}" for c in classes)]
+    for said in classes:
+        row = breakdown["confused_with"][said]
+        cells = []
+        for on in classes:
+            mark = "*" if on in breakdown["similar"][said] else " "
+            cells.append("  " + (f"{row.get(on, 0)}{mark}" if on != said else "- ").rjust(8))
+        lines.append(f"{said:<{width}}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def format_ap_by_size(results: Mapping[str, dict]) -> str:
+    """A table of mAP per size bin, one row per system (with the bins' ranges and object counts).
+
+    Args:
+        results: {system name: :func:`ap_by_size` result}, all with the same bins.
+    """
+    first = next(iter(results.values()))
+    width = max(len("system"), *(len(name) for name in results))
+    lines = []
+    for b in first["bins"]:
+        low, high = first["ranges"][b]
+        upper = "inf" if math.isinf(high) else f"{high:.1f}"
+        lines.append(
+            f"{b}: sqrt(w*h) in [{low:.1f}, {upper}) px, {sum(first['npos'][b].values())} objects"
+        )
+    lines.append(f"{'system':<{width}}" + "".join(f"  {b:>8}" for b in first["bins"]))
+    for name, r in results.items():
+        lines.append(
+            f"{name:<{width}}"
+            + "".join(
+                f"  {'n/a' if math.isnan(r['map'][b]) else format(r['map'][b], '.3f'):>8}"
+                for b in first["bins"]
+            )
+        )
+    return "\n".join(lines)
+
+
+def plot_error_breakdown(breakdowns: Mapping[str, dict], ax=None, include_correct: bool = False):
+    """Stacked bars, one per system: the share of each kind of false positive.
+
+    Args:
+        breakdowns: {system name: :func:`false_positive_breakdown` result}.
+        ax: a matplotlib Axes (default: a new figure).
+        include_correct: stack the true positives too (shares of all analysed detections)
+            instead of shares of the false positives.
+
+    Returns:
+        the Axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 * len(breakdowns) + 2.5, 3.6))
+    kinds = (("correct",) if include_correct else ()) + CATEGORIES
+    names = list(breakdowns)
+    bottom = [0.0] * len(names)
+    for kind in kinds:
+        shares = []
+        for name in names:
+            b = breakdowns[name]
+            total = b["num_detections"] if include_correct else b["num_false_positives"]
+            count = b["num_true_positives"] if kind == "correct" else b["counts"][kind]
+            shares.append(count / total if total else 0.0)
+        ax.bar(range(len(names)), shares, 0.6, bottom=bottom, color=_COLOURS[kind], label=kind)
+        bottom = [a + s for a, s in zip(bottom, shares, strict=True)]
+    labels = [
+        f"{name}\n{breakdowns[name]['num_false_positives']} FP of {breakdowns[name]['num_detections']}"
+        for name in names
+    ]
+    ax.set_xticks(range(len(names)), labels, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of analysed detections" if include_correct else "share of false positives")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return ax
+
+
+def plot_ap_by_size(results: Mapping[str, dict], ax=None):
+    """Grouped bars: mAP per size bin (x), one bar per system.
+
+    Args:
+        results: {system name: :func:`ap_by_size` result}, all with the same bins.
+        ax: a matplotlib Axes (default: a new figure).
+
+    Returns:
+        the Axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    first = next(iter(results.values()))
+    bins, names = first["bins"], list(results)
+    width = 0.8 / len(names)
+    for s, name in enumerate(names):
+        x = [b + (s - (len(names) - 1) / 2) * width for b in range(len(bins))]
+        ax.bar(x, [results[name]["map"][b] for b in bins], width, label=name)
+    ticks = []
+    for b in bins:
+        low, high = first["ranges"][b]
+        upper = "" if math.isinf(high) else f"{high:.0f}"
+        ticks.append(f"{b}\n{low:.0f}-{upper} px" if upper else f"{b}\n>= {low:.0f} px")
+    ax.set_xticks(range(len(bins)), ticks, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("mAP on objects of that size")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def draw_errors(ax, image, target: dict, detections: dict, breakdown: dict, image_index: int,
+                classes: Sequence[str], title: str | None = None):  # fmt: skip
+    """Draw one image with its objects and its analysed detections coloured by category.
+
+    Objects are dashed white (difficult ones too); each analysed detection of this image (the
+    ``records`` of :func:`false_positive_breakdown`) is drawn in its category's colour with its
+    class and score; a legend names the colours that occur.
+
+    Args:
+        ax: a matplotlib Axes.
+        image (Tensor[3, H, W]): the image (``dataset.load_image(image_index)``).
+        target: its annotation (``boxes`` Tensor[G, 4], ``labels``).
+        detections: its detections (``boxes`` Tensor[D, 4], ``scores``, ``labels``).
+        breakdown: the :func:`false_positive_breakdown` result these came from.
+        image_index: the image's index in the lists the breakdown was computed on.
+        classes: the K class names.
+        title: the Axes title.
+
+    Returns:
+        the Axes.
+    """
+    from matplotlib.patches import Patch
+
+    from .viz import draw_boxes
+
+    draw_boxes(ax, image, target["boxes"], color="white", linewidth=1.0, show_text=False,
+               difficult=torch.ones(len(target["boxes"]), dtype=torch.bool), title=title)  # fmt: skip
+    mine = [r for r in breakdown["records"] if r["image"] == image_index]
+    shown = []
+    for kind in ("correct", *CATEGORIES):
+        rows = [r["index"] for r in mine if r["category"] == kind]
+        if not rows:
+            continue
+        shown.append(kind)
+        rows = torch.tensor(rows)
+        draw_boxes(ax, None, detections["boxes"][rows], detections["labels"][rows],
+                   detections["scores"][rows], classes, color=_COLOURS[kind], fontsize=6)  # fmt: skip
+    if shown:
+        ax.legend(
+            handles=[Patch(color=_COLOURS[k], label=k) for k in shown],
+            fontsize=6,
+            loc="lower right",
+        )
+    return ax
