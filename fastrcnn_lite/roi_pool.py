@@ -156,8 +156,8 @@ def _output_size_pair(output_size) -> tuple[int, int]:
         raise TypeError(
             f"output_size must be an int or a pair of ints (h, w), e.g. 7 or (7, 7); got {output_size!r}."
         )
-    if size[0] <= 0 or size[1] <= 0:
-        raise ValueError(f"output_size must be positive, e.g. (7, 7); got {size}.")
+    if size[0] < 0 or size[1] < 0:
+        raise ValueError(f"output_size must not be negative, e.g. (7, 7); got {size}.")
     return size
 
 
@@ -175,11 +175,17 @@ def _check_input(input: Tensor) -> None:
         raise ValueError(
             f"input must be a 4-D Tensor[N, C, H, W]; got shape {tuple(input.shape)}.{hint}"
         )
-    if input.dtype not in (torch.float32, torch.float64):
+    if input.dtype not in (torch.float32, torch.float64, *_LOW_PRECISION):
         raise TypeError(
-            f"input must be float32 or float64 (as torchvision's CPU kernel); got dtype {input.dtype}. "
-            "Use input.float()."
+            "input must be a floating-point feature map (float32, float64, float16 or bfloat16, "
+            f"as torchvision's kernels); got dtype {input.dtype}. Use input.float()."
         )
+
+
+# Computed in float32 and cast back: a max picks one of the values, and float16/bfloat16 ->
+# float32 -> float16/bfloat16 is exact, so the result is the same bits as a kernel working in the
+# low precision; the RoI corners are scaled in float32, as torchvision's kernel does (Half * float).
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def _check_scale(spatial_scale) -> float:
@@ -720,18 +726,21 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
 # ----------------------------------------------------------------------------- public API
 
 
+@torch.compiler.disable  # runs eagerly inside a compiled model (its tensor-valued Python control flow)
 def roi_pool(
     input: Tensor, boxes, output_size, spatial_scale: float = 1.0, *, levels=None
 ) -> Tensor:
     """RoI max pooling (Fast R-CNN section 2.1), bitwise equal to ``torchvision.ops.roi_pool``.
 
     Args:
-        input (Tensor[N, C, H, W]): feature maps, float32 or float64.
+        input (Tensor[N, C, H, W]): feature maps, float32 or float64 (float16 and bfloat16 are
+            pooled in float32 and returned in their own dtype, the same bits).
         boxes (Tensor[K, 5] or list of N Tensor[L, 4]): (batch_index, x1, y1, x2, y2) RoIs, or
             per-image (x1, y1, x2, y2) boxes, in image pixels; same dtype and device as ``input``.
             A degenerate box (x2 < x1 or y2 < y1) is pooled as a 1-cell-wide/high RoI starting
             at x1 (y1), as torchvision does.
-        output_size (int or (h, w)): the pooled size, e.g. 7 for VGG16.
+        output_size (int or (h, w)): the pooled size, e.g. 7 for VGG16 (0 gives an empty
+            result, as torchvision).
         spatial_scale (float): image pixels -> feature cells (1/16 for VGG16 conv5).
         levels ((levels_y, levels_x) or None): the range-max table to use, ``(1, 1)`` for the
             direct max; None (the default) lets the cost model choose from the workload. The
@@ -741,11 +750,18 @@ def roi_pool(
         Tensor[K, C, h, w]: the pooled features; empty bins hold 0.
     """
     _check_input(input)
+    if input.dtype in _LOW_PRECISION:
+        as_float = [b.float() for b in boxes] if isinstance(boxes, (list, tuple)) else boxes.float()
+        return roi_pool(input.float(), as_float, output_size, spatial_scale, levels=levels).to(
+            input.dtype
+        )
     h, w = _output_size_pair(output_size)
     levels = _check_table_levels(levels)
     spatial_scale = _check_scale(spatial_scale)
     rois = _as_rois(input, boxes)  # (K, 5)
     N, C, H, W = input.shape
+    if h == 0 or w == 0:  # as torchvision: an empty result, still part of the autograd graph
+        return input.new_zeros((rois.shape[0], C, h, w)) + input.flatten()[:0].sum()
     batch_index, hstart, hend, wstart, wend = roi_bin_edges(rois, (h, w), spatial_scale, H, W)
     K = rois.shape[0]
     hstart = hstart[:, :, None].expand(K, h, w).reshape(K, h * w)  # (K, h*w), bins row-major
@@ -930,9 +946,9 @@ def roi_pool_loop(
                 cell = (hs + where // (we - ws)) * W + ws + where % (we - ws)  # (C,) y * W + x
                 argmaxes.append(torch.where(valid, cell, -1).cpu())
     K = len(corners)
-    if K == 0:  # still connected to input, so that backward() gives a zero gradient
-        out = input.new_zeros(0, C, h, w) + input.reshape(-1)[:0].sum()
-        return (out, torch.zeros(0, C, h, w, dtype=torch.long)) if return_argmax else out
+    if K == 0 or h * w == 0:  # still connected to input, so that backward() gives a zero gradient
+        out = input.new_zeros(K, C, h, w) + input.reshape(-1)[:0].sum()
+        return (out, torch.zeros(K, C, h, w, dtype=torch.long)) if return_argmax else out
     out = torch.stack(outputs).view(K, h, w, C).permute(0, 3, 1, 2).contiguous()  # (K, C, h, w)
     if return_argmax:
         return out, torch.stack(argmaxes).view(K, h, w, C).permute(0, 3, 1, 2).contiguous()

@@ -396,11 +396,11 @@ def test_bad_input_messages():
         roi_pool(x[0], rois, 2)
     with pytest.raises(TypeError, match="input must be a Tensor"):
         roi_pool(x.numpy(), rois, 2)
-    with pytest.raises(TypeError, match="float32 or float64.*torch.int64"):
+    with pytest.raises(TypeError, match="float32, float64, float16 or bfloat16.*torch.int64"):
         roi_pool(x.long(), rois, 2)
-    with pytest.raises(ValueError, match=r"output_size must be positive.*\(0, 2\)"):
-        roi_pool(x, rois, (0, 2))
-    with pytest.raises(ValueError, match="output_size must be positive"):
+    with pytest.raises(ValueError, match=r"output_size must not be negative.*\(-1, 2\)"):
+        roi_pool(x, rois, (-1, 2))
+    with pytest.raises(ValueError, match="output_size must not be negative"):
         roi_pool(x, rois, -1)
     with pytest.raises(TypeError, match=r"output_size must be an int or a pair.*2.5"):
         roi_pool(x, rois, 2.5)
@@ -418,8 +418,8 @@ def test_bad_input_messages():
         spatial_pyramid_pool(x, rois, (4, 0))
     with pytest.raises(TypeError, match="levels must be a non-empty sequence"):
         spatial_pyramid_pool(x, rois, 4)
-    with pytest.raises(ValueError, match="output_size must be positive"):
-        roi_pool_loop(x, rois, 0)
+    with pytest.raises(ValueError, match="output_size must not be negative"):
+        roi_pool_loop(x, rois, -2)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -483,3 +483,58 @@ def test_bench_command_line_errors(capsys):
         with pytest.raises(SystemExit):
             main(["roi_pool", "--device", "cuda"])
         assert "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_input_matches_torchvision(dtype):
+    # torchvision's CPU kernel takes float16 maps (not bfloat16: there the reference is its
+    # float32 result cast down); ours pools both in float32 and returns their dtype: a max picks
+    # one value, and the casts are exact, so the bits agree.
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(2, 4, 12, 15, generator=g) * 100).to(dtype).requires_grad_()
+    rois = random_rois(g, 40, 2, 12, 15, 1 / 8, torch.float32).to(dtype)
+    ours = roi_pool(x, rois, (3, 2), 1 / 8)
+    if dtype == torch.float16:
+        theirs = torchvision.ops.roi_pool(x, rois, (3, 2), 1 / 8)
+    else:
+        theirs = torchvision.ops.roi_pool(x.float(), rois.float(), (3, 2), 1 / 8).to(dtype)
+    assert ours.dtype == dtype and torch.equal(ours, theirs)
+    grad = torch.randint(-3, 4, ours.shape, generator=g).to(dtype)  # exact sums in any order
+    (ours_grad,) = torch.autograd.grad(ours, x, grad)
+    (theirs_grad,) = torch.autograd.grad(theirs, x, grad)
+    assert ours_grad.dtype == dtype and torch.equal(ours_grad, theirs_grad)
+
+
+def test_zero_output_size_is_empty_as_torchvision():
+    x = torch.rand(1, 3, 8, 8, requires_grad=True)
+    rois = torch.tensor([[0.0, 0, 0, 5, 5], [0, 2, 2, 7, 7]])
+    for size in ((0, 2), (2, 0), 0):
+        ours = roi_pool(x, rois, size, 1.0)
+        theirs = torchvision.ops.roi_pool(x, rois, size, 1.0)
+        assert ours.shape == theirs.shape and ours.numel() == 0
+        (grad,) = torch.autograd.grad(ours.sum(), x)
+        assert torch.equal(grad, torch.zeros_like(x))
+    assert roi_pool_loop(x.detach(), rois, (0, 3)).shape == (2, 3, 0, 3)
+
+
+@pytest.mark.parametrize("backend", ["eager", "aot_eager", "inductor"])
+def test_torch_compile_of_a_model_that_pools(backend):
+    # A model with an RoIPool layer compiles (the layer runs eagerly: torch.compiler.disable)
+    # and gives the eager model's outputs and gradients bit for bit.
+    torch._dynamo.reset()
+    pool = RoIPool((2, 3), 1 / 4)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def model(images, rois):
+        return pool(torch.relu(conv(images)), rois)  # (K, 4, 2, 3)
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 16, 20, generator=g)
+    rois = random_rois(g, 12, 2, 16, 20, 1 / 4, torch.float32)
+    compiled = torch.compile(model, backend=backend)
+    for _ in range(2):  # the second call runs the cached graph
+        eager_out = model(images, rois)
+        (eager_grad,) = torch.autograd.grad(eager_out, conv.weight, torch.ones_like(eager_out))
+        out = compiled(images, rois)
+        (grad,) = torch.autograd.grad(out, conv.weight, torch.ones_like(out))
+        assert torch.equal(out, eager_out) and torch.equal(grad, eager_grad)
