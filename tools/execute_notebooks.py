@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +42,8 @@ def execute(path: Path, timeout: int) -> float:
     nb = nbformat.read(path, as_version=4)
     os.environ.setdefault("FASTRCNN_PROFILE", "embedded")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # kernels: idle threads sleep, never spin
+    # Notebook 07 saves the comparison report; only `make course` writes it into reports/.
+    os.environ.setdefault("FASTRCNN_REPORTS", tempfile.mkdtemp(prefix="fastrcnn-reports-"))
     start = time.perf_counter()
     ExecutePreprocessor(timeout=timeout, kernel_name="python3").preprocess(
         nb, {"metadata": {"path": str(path.parent)}}
