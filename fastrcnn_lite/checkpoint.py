@@ -15,6 +15,13 @@ content changed, naming the file. A file written before checksums existed loads 
 
 Loading uses ``torch.load(..., weights_only=True)``: a checkpoint holds tensors, numbers,
 strings and containers of them, never pickled code.
+
+Cache keys are made here too, one way: :func:`short_digest` (SHA-1 of strings, bytes and
+tensors fed in order) under the tensor digests the keys use (:func:`proposals_digest`,
+:func:`module_digest`, :func:`tensors_digest`), and :func:`key_digest` (SHA-1 of a JSON
+dump) under the file and folder names (:func:`cache_path`; the feature and proposal caches).
+Each digest keeps the exact bytes it has always hashed: the names of caches already on disk
+depend on them.
 """
 
 from __future__ import annotations
@@ -25,13 +32,15 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
 import torch
+from torch import Tensor, nn
 
 from .cli import UserError
+from .config import resolve_path
 
 __all__ = [
     "atomic_save",
@@ -39,6 +48,11 @@ __all__ = [
     "write_json",
     "load_checkpoint",
     "content_digest",
+    "short_digest",
+    "key_digest",
+    "proposals_digest",
+    "module_digest",
+    "tensors_digest",
     "cache_path",
 ]
 
@@ -218,14 +232,53 @@ def cache_path(cfg, system: str, only: tuple[str, ...] | None = None, **extra) -
     ``<cache_dir>/<system>-<hash>.pt``. ``only`` restricts the hash to the config fields the
     artefact depends on (the shared pre-training does not change with Fast R-CNN's schedule).
     """
-    from .config import resolve_path
-
     fields = dataclasses.asdict(cfg)
     if only is not None:
         fields = {name: fields[name] for name in only}
     fields = fields | {k: repr(v) for k, v in sorted(extra.items())}
     fields.pop("device", None)  # the same model serves CPU and GPU
-    digest = hashlib.sha1(json.dumps(fields, sort_keys=True, default=repr).encode()).hexdigest()[
-        :10
-    ]
-    return resolve_path(cfg.cache_dir) / f"{system}-{digest}.pt"
+    return resolve_path(cfg.cache_dir) / f"{system}-{key_digest(fields, 10)}.pt"
+
+
+def short_digest(parts: Iterable[str | bytes | Tensor], length: int | None = 12) -> str:
+    """The first ``length`` hex digits (None: all 40) of the SHA-1 of ``parts``, fed in order.
+
+    A str is hashed as its UTF-8 bytes, bytes as they are, a Tensor as its raw bytes in its own
+    dtype (on the CPU, contiguous; bfloat16, which numpy lacks, as float32). Nothing separates
+    the parts: callers put a shape or a name before each tensor.
+    """
+    h = hashlib.sha1()
+    for part in parts:
+        if isinstance(part, Tensor):
+            t = part.detach().cpu().contiguous()
+            part = (t.float() if t.dtype == torch.bfloat16 else t).numpy().tobytes()
+        elif isinstance(part, str):
+            part = part.encode()
+        h.update(part)
+    return h.hexdigest()[:length]
+
+
+def key_digest(key, length: int = 12) -> str:
+    """The first ``length`` hex digits of the SHA-1 of ``json.dumps(key, sort_keys=True)`` (values
+    JSON cannot write go in as their ``repr``): the hash in a cache file or folder name."""
+    return short_digest([json.dumps(key, sort_keys=True, default=repr)], length)
+
+
+def proposals_digest(proposals: Sequence[Tensor]) -> str:
+    """12 hex digits identifying a list of proposal tensors (R-CNN / SPPnet cache keys): each
+    one's shape, then its values as float32."""
+    return short_digest(part for p in proposals for part in (str(tuple(p.shape)), p.float()))
+
+
+def module_digest(*modules: nn.Module) -> str:
+    """12 hex digits identifying the weights of ``modules`` (R-CNN / SPPnet cache keys): every
+    state-dict entry's name, then its values as float32."""
+    return short_digest(
+        part for m in modules for name, t in m.state_dict().items() for part in (name, t.float())
+    )
+
+
+def tensors_digest(tensors: Sequence[Tensor]) -> str:
+    """12 hex digits identifying a list of tensors (Fast R-CNN's cache key: its starting weights
+    and its proposals): each one's dtype and shape, then its bytes in that dtype."""
+    return short_digest(part for t in tensors for part in (f"{t.dtype}{tuple(t.shape)}", t))

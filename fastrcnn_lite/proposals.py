@@ -67,8 +67,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
-import hashlib
-import json
 import math
 import multiprocessing
 import os
@@ -86,7 +84,14 @@ from PIL import Image
 from torch import Tensor
 
 from .boxes import box_iou
-from .checkpoint import atomic_save, atomic_write, load_checkpoint, write_json
+from .checkpoint import (
+    atomic_save,
+    atomic_write,
+    key_digest,
+    load_checkpoint,
+    short_digest,
+    write_json,
+)
 from .cli import UserError
 from .config import Config, resolve_path
 
@@ -312,7 +317,7 @@ def _init_worker() -> None:
 
 def _fingerprint(dataset) -> str:
     """sha1 of every image id with its JPEG's size and modification time (dataset order)."""
-    digest = hashlib.sha1()
+    lines = []
     for i, image_id in enumerate(dataset.ids):
         path = Path(dataset.image_path(i))
         try:
@@ -321,8 +326,8 @@ def _fingerprint(dataset) -> str:
             raise FileNotFoundError(
                 f"Image file not found: {path} (image {i}, id {image_id!r} of {dataset!r})."
             ) from None
-        digest.update(f"{image_id}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+        lines.append(f"{image_id}\t{st.st_size}\t{st.st_mtime_ns}\n")
+    return short_digest(lines, length=None)
 
 
 def _check_dataset(dataset) -> None:
@@ -364,7 +369,7 @@ def proposal_cache_dir(
 
 def _cache_dir(dataset, cfg: Config, mode: str, scale: float) -> tuple[Path, dict]:
     key = _cache_key(dataset, mode, scale)
-    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    digest = key_digest(key, 12)
     name = f"{Path(key['root']).name}-{key['year']}-{key['image_set']}-{mode}"
     if scale != 1.0:
         name += f"-x{scale:g}"

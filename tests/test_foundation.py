@@ -288,3 +288,48 @@ def test_write_json_is_strict_json(tmp_path):
         "n": 3,
     }
     assert [p.name for p in path.parent.iterdir()] == ["eval.json"]
+
+
+def _sha1(*chunks: bytes, length=12) -> str:
+    import hashlib
+
+    h = hashlib.sha1()
+    for c in chunks:
+        h.update(c)
+    return h.hexdigest()[:length]
+
+
+def test_cache_key_digests_hash_the_bytes_existing_caches_were_named_by():
+    """Each digest against hashlib fed by hand the bytes the cache names on disk came from."""
+    import json
+
+    gen = torch.Generator().manual_seed(0)
+    props = [torch.rand(3, 4, generator=gen) * 100, torch.zeros(0, 4)]
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    mixed = [
+        torch.arange(6).view(2, 3),
+        torch.tensor([True, False]),
+        torch.rand(2, generator=gen).bfloat16(),
+    ]
+
+    assert checkpoint.proposals_digest(props) == _sha1(
+        b"(3, 4)", props[0].numpy().tobytes(), b"(0, 4)", b""
+    )
+    state = net.state_dict()
+    assert list(state) == ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean",
+                           "1.running_var", "1.num_batches_tracked"]  # fmt: skip
+    chunks = [c for k, t in state.items() for c in (k.encode(), t.float().numpy().tobytes())]
+    assert checkpoint.module_digest(net) == _sha1(*chunks)
+    assert checkpoint.tensors_digest(mixed) == _sha1(
+        b"torch.int64(2, 3)", mixed[0].numpy().tobytes(),
+        b"torch.bool(2,)", mixed[1].numpy().tobytes(),
+        b"torch.bfloat16(2,)", mixed[2].float().numpy().tobytes(),
+    )  # fmt: skip
+    key = {"b": 1, "a": [0.5, None], "c": Config}  # unsorted keys, a value JSON cannot write
+    text = json.dumps(key, sort_keys=True, default=repr).encode()
+    assert checkpoint.key_digest(key, 10) == _sha1(text, length=10)
+    assert checkpoint.short_digest(["x", b"y"], length=None) == _sha1(b"xy", length=40)
+    cfg = Config(cache_dir="cache")
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "device"} | {"v": "1"}
+    expected = f"fast_rcnn-{_sha1(json.dumps(fields, sort_keys=True, default=repr).encode(), length=10)}.pt"
+    assert checkpoint.cache_path(cfg, "fast_rcnn", v=1).name == expected
