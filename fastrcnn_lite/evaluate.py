@@ -55,6 +55,7 @@ import torch
 from .boxes import box_iou, check_boxes, voc_to_xyxy, xyxy_to_voc
 from .checkpoint import write_json
 from .cli import UserError
+from .voc import difficult_flags
 
 __all__ = [
     "METRICS",
@@ -192,10 +193,7 @@ def _best_gt_per_detection(detections: Sequence[dict], targets: Sequence[dict]) 
     parts = {key: [] for key in (*keys, "gt_labels", "gt_difficult")}
     for i, (det, tgt) in enumerate(zip(detections, targets, strict=True)):
         gt_labels = tgt["labels"].long()  # (G,)
-        difficult = tgt.get("difficult")
-        difficult = (
-            torch.zeros_like(gt_labels, dtype=torch.bool) if difficult is None else difficult.bool()
-        )
+        difficult = difficult_flags(tgt)  # (G,)
         parts["gt_labels"].append(gt_labels)
         parts["gt_difficult"].append(difficult)
         labels = det["labels"].long()  # (D_i,)

@@ -43,6 +43,8 @@ __all__ = [
     "CLASSES_FILE",
     "VOCDataset",
     "read_annotation",
+    "difficult_flags",
+    "gt_for_training",
     "read_classes",
     "read_split",
     "voc_dir",
@@ -216,6 +218,29 @@ def read_annotation(path: str | Path, classes: tuple[str, ...] = VOC_CLASSES) ->
         "image_id": path.stem,
         "size": (height, width),
     }
+
+
+def difficult_flags(target: dict) -> Tensor:
+    """The ``difficult`` flags of a target (Tensor[G] bool); all False when it has none.
+
+    VOC marks hard objects ``<difficult>1``: evaluation ignores them (neither a hit nor a miss)
+    and the systems do not train on them (:func:`gt_for_training`). Taught in
+    ``notebooks/02_evaluation.ipynb``.
+    """
+    difficult = target.get("difficult")
+    if difficult is None:
+        return torch.zeros_like(target["labels"], dtype=torch.bool)  # (G,)
+    return difficult.bool()  # (G,)
+
+
+def gt_for_training(target: dict, use_difficult: bool = False) -> tuple[Tensor, Tensor]:
+    """The gt boxes (Tensor[G', 4] float32) and labels (Tensor[G']) a detector trains on: the
+    difficult objects dropped unless ``use_difficult`` (``cfg.use_difficult``; the paper's code
+    drops them). Taught in ``notebooks/03_rcnn.ipynb``."""
+    keep = torch.ones(len(target["boxes"]), dtype=torch.bool)  # (G,)
+    if not use_difficult and "difficult" in target:
+        keep = ~target["difficult"].bool()
+    return target["boxes"][keep].float(), target["labels"][keep]
 
 
 class VOCDataset(torch.utils.data.Dataset):

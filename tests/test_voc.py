@@ -185,3 +185,19 @@ def test_classes_come_from_the_dataset(tmp_path):
     (root / "VOCdevkit/VOC2007/classes.txt").write_text("circle\nstar\ncircle\n")
     with pytest.raises(ValueError, match=r"classes\.txt lists \['circle'\] more than once"):
         VOCDataset(root)
+
+
+def test_difficult_flags_and_gt_for_training():
+    from fastrcnn_lite.voc import difficult_flags, gt_for_training
+
+    boxes = torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 20], [1, 1, 3, 3]])
+    labels = torch.tensor([1, 2, 3])
+    target = {"boxes": boxes, "labels": labels, "difficult": torch.tensor([False, True, False])}
+    assert difficult_flags(target).tolist() == [False, True, False]
+    assert difficult_flags({"boxes": boxes, "labels": labels}).tolist() == [False] * 3
+    gt, gt_labels = gt_for_training(target)
+    assert torch.equal(gt, boxes[[0, 2]]) and gt_labels.tolist() == [1, 3]
+    gt, gt_labels = gt_for_training(target, use_difficult=True)
+    assert torch.equal(gt, boxes) and gt_labels.tolist() == [1, 2, 3]
+    gt, gt_labels = gt_for_training({"boxes": boxes.double(), "labels": labels})  # no flags: all
+    assert gt.dtype == torch.float32 and gt_labels.tolist() == [1, 2, 3]
