@@ -16,6 +16,11 @@ Backbones:
     * :func:`alexnet_backbone` -- torchvision's AlexNet, the counterpart of the paper's CaffeNet
       ("S"), stride 16, pool 6x6.
     * :func:`vgg16_backbone` -- VGG16 ("L"), stride 16 (conv5_3), pool 7x7.
+
+The small jobs every system does with its network, written once here: :func:`new_backbone`
+(the one backbone-by-name factory, ``cfg.backbone``), :func:`backbone_size` (what rebuilds a
+saved small backbone), :func:`count_parameters` and :func:`build_sgd` (SGD with the paper's
+weight / bias / BatchNorm-scale groups; ``train.build_optimizer`` is it with ``cfg``'s values).
 """
 
 from __future__ import annotations
@@ -33,7 +38,14 @@ __all__ = [
     "alexnet_backbone",
     "vgg16_backbone",
     "freeze_below",
+    "BACKBONE_NAMES",
+    "new_backbone",
+    "backbone_size",
+    "count_parameters",
+    "build_sgd",
 ]
+
+BACKBONE_NAMES = ("small", "alexnet", "vgg16")  # what cfg.backbone may name
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -194,3 +206,101 @@ def freeze_below(backbone: Backbone, trainable_from: str) -> int:
             p.requires_grad_(i >= first)
             frozen += p.numel() if i < first else 0
     return frozen
+
+
+def new_backbone(
+    name: str,
+    pool_size: tuple[int, int] = (5, 5),
+    weights: str | Path | None = None,
+    width: int = 32,
+    fc_dim: int = 256,
+) -> Backbone:
+    """The backbone ``name`` (``cfg.backbone``) names: random weights unless ``weights`` is given.
+
+    The one backbone-by-name factory (Fast R-CNN's random start, the pre-trained network, a
+    cached R-CNN / SPPnet rebuilt before its state is loaded, the detector benchmark). Taught in
+    ``notebooks/06_fast_rcnn.ipynb``. Weights are drawn from torch's global RNG: seed it first.
+
+    Args:
+        name: "small", "alexnet" or "vgg16".
+        pool_size: (h, w) of the small backbone's fc6 input (``cfg.pool_size``); AlexNet's
+            (6, 6) and VGG16's (7, 7) are fixed by their fc6.
+        weights: AlexNet / VGG16 only: a torchvision weights name (``"IMAGENET1K_V1"``) or a
+            local state-dict path; None: random init.
+        width, fc_dim: the small backbone's size (see :func:`backbone_size`).
+    """
+    if name == "small":
+        if weights is not None:
+            raise ValueError(
+                f"weights={weights!r} given for the small backbone, which has no published weights "
+                "(it is pre-trained by fastrcnn_lite.pretrain); pass weights=None."
+            )
+        return small_backbone(width=width, fc_dim=fc_dim, pool_size=tuple(pool_size))
+    if name == "alexnet":
+        return alexnet_backbone(weights)
+    if name == "vgg16":
+        return vgg16_backbone(weights)
+    raise ValueError(f"backbone (cfg.backbone) must be one of {BACKBONE_NAMES}; got {name!r}.")
+
+
+def backbone_size(backbone: Backbone) -> dict:
+    """``{"width": ..., "fc_dim": ...}`` of a small backbone, ``{}`` for the others: the keyword
+    arguments that make :func:`new_backbone` rebuild it (saved beside a cached model's weights)."""
+    if backbone.name != "small":
+        return {}
+    return {"width": backbone.out_channels // 4, "fc_dim": backbone.fc_dim}
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """The number of parameters (numbers) in ``module``; only those with ``requires_grad`` if
+    ``trainable_only``. Taught in ``notebooks/06_fast_rcnn.ipynb`` (truncated SVD's saving)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def build_sgd(
+    model: nn.Module,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    bias_lr_factor: float = 2.0,
+) -> torch.optim.SGD:
+    """SGD with the paper's parameter groups: weights decayed at lr, biases at ``bias_lr_factor``
+    x lr without decay, BatchNorm scales at lr without decay (like biases for decay).
+
+    The Caffe prototxts of the paper give every layer's weights ``lr_mult: 1, decay_mult: 1`` and
+    its biases ``lr_mult: 2, decay_mult: 0`` (``bias_lr_factor=2``); Caffe's networks had no
+    BatchNorm, so the small backbone's scales get the base lr and, as the biases, no decay.
+    Frozen parameters (``requires_grad=False``) are left out. Taught in
+    ``notebooks/06_fast_rcnn.ipynb``.
+
+    Returns:
+        SGD with up to three groups, ``name`` "weights", "biases", "norm", each with its
+        ``lr_factor`` (a schedule sets ``group["lr"] = lr_now * group["lr_factor"]``).
+    """
+    groups = {"weights": [], "biases": [], "norm": []}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.endswith("bias"):
+            groups["biases"].append(p)
+        elif p.dim() == 1:
+            groups["norm"].append(p)
+        else:
+            groups["weights"].append(p)
+    settings = {  # name: (lr factor, weight decay)
+        "weights": (1.0, weight_decay),
+        "biases": (bias_lr_factor, 0.0),
+        "norm": (1.0, 0.0),
+    }
+    param_groups = [
+        {
+            "params": params,
+            "name": name,
+            "lr_factor": settings[name][0],
+            "lr": lr * settings[name][0],
+            "weight_decay": settings[name][1],
+        }  # fmt: skip
+        for name, params in groups.items()
+        if params
+    ]
+    return torch.optim.SGD(param_groups, lr=lr, momentum=momentum)

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import Backbone, alexnet_backbone, small_backbone, vgg16_backbone
+from .backbones import Backbone, new_backbone
 from .config import Config
 from .detector import Detector, with_svd
 from .embedded import render_image
@@ -87,14 +87,6 @@ def _profile(backbone: str) -> Config:
     if backbone == "small":
         return Config.embedded()
     return Config(backbone=backbone, trainable_from=DEFAULT_TRAINABLE_FROM[backbone])
-
-
-def _new_backbone(name: str, cfg: Config) -> Backbone:
-    if name == "vgg16":
-        return vgg16_backbone(None)
-    if name == "alexnet":
-        return alexnet_backbone(None)
-    return small_backbone(pool_size=tuple(cfg.pool_size))
 
 
 def _random_heads(
@@ -158,7 +150,7 @@ def build_detectors(
 
     def network() -> Backbone:  # the same random weights for every system
         torch.manual_seed(seed)
-        return _new_backbone(backbone, cfg)
+        return new_backbone(backbone, cfg.pool_size)
 
     # R-CNN: the whole network on every warped proposal, SVMs on fc7, ridge on pool5.
     rcnn_backbone = network()

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import Backbone, alexnet_backbone, freeze_below, small_backbone, vgg16_backbone
+from .backbones import Backbone, freeze_below, new_backbone
 from .boxes import boxes_to_rois, check_boxes, decode_boxes
 from .config import Config
 from .detect import postprocess_detections
@@ -483,16 +483,6 @@ class FastRCNN(nn.Module):
         return self.postprocess(class_logits, box_deltas, proposals, tuple(image.shape[-2:]))
 
 
-def _make_backbone(cfg: Config, weights=None) -> Backbone:
-    if cfg.backbone == "small":
-        return small_backbone(pool_size=tuple(cfg.pool_size))
-    if cfg.backbone == "alexnet":
-        return alexnet_backbone(weights)
-    if cfg.backbone == "vgg16":
-        return vgg16_backbone(weights)
-    raise ValueError(f"cfg.backbone must be 'small', 'alexnet' or 'vgg16'; got {cfg.backbone!r}.")
-
-
 def build_fast_rcnn(
     cfg: Config,
     num_classes: int,
@@ -514,7 +504,7 @@ def build_fast_rcnn(
     if backbone is None:
         with torch.random.fork_rng():  # seeded initialisation, the caller's RNG left alone
             torch.manual_seed(cfg.seed)
-            backbone = _make_backbone(cfg)
+            backbone = new_backbone(cfg.backbone, cfg.pool_size)
     if cfg.backbone != backbone.name:
         raise ValueError(
             f"cfg.backbone is {cfg.backbone!r} but the backbone passed in is {backbone.name!r}; "

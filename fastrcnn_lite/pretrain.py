@@ -30,12 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import Backbone, alexnet_backbone, small_backbone, vgg16_backbone
+from .backbones import Backbone, build_sgd, new_backbone, small_backbone
 from .boxes import box_iou, clip_boxes_to_image
 from .checkpoint import atomic_save, cache_path, load_checkpoint
 from .config import Config
 from .data import dataset_digest
 from .progress import tqdm
+from .voc import gt_for_training
 from .warp import warp_regions
 
 __all__ = [
@@ -45,8 +46,6 @@ __all__ = [
     "random_background_boxes",
     "jitter_boxes",
     "RegionClassifier",
-    "new_backbone",
-    "small_backbone_size",
 ]
 
 IMAGENET_WEIGHTS = "IMAGENET1K_V1"
@@ -135,8 +134,9 @@ def region_crops(
     crops, labels = [], []
     for i in tqdm(range(len(dataset)), desc="pretrain crops", disable=not progress):
         image, target = dataset[i]
-        keep = ~target["difficult"]
-        gt, gt_labels = target["boxes"][keep], target["labels"][keep]
+        # Never the difficult objects, whatever cfg.use_difficult says: the pre-trained network
+        # is shared by every system and its cache key (PRETRAIN_FIELDS) leaves that field out.
+        gt, gt_labels = gt_for_training(target)
         size_hw = tuple(image.shape[1:])
         fg = [gt] + [
             clip_boxes_to_image(jitter_boxes(gt, gen), size_hw) for _ in range(jitters_per_box - 1)
@@ -181,29 +181,6 @@ class RegionClassifier(nn.Module):
         return self.cls_score(self.fc(self.pool5(crops)))  # (B, K + 1)
 
 
-def new_backbone(cfg: Config, width: int = 32, fc_dim: int = 256) -> Backbone:
-    """An untrained backbone of the kind ``cfg.backbone`` names (to load a saved state into).
-
-    ``width`` and ``fc_dim`` size the small backbone (see :func:`small_backbone_size`).
-    """
-    if cfg.backbone == "small":
-        return small_backbone(width=width, fc_dim=fc_dim, pool_size=tuple(cfg.pool_size))
-    if cfg.backbone == "alexnet":
-        return alexnet_backbone(None)
-    if cfg.backbone == "vgg16":
-        return vgg16_backbone(None)
-    raise ValueError(f"cfg.backbone must be 'small', 'alexnet' or 'vgg16'; got {cfg.backbone!r}.")
-
-
-def small_backbone_size(backbone: Backbone) -> dict:
-    """``{"width": ..., "fc_dim": ...}`` of a small backbone (to rebuild it with :func:`new_backbone`)."""
-    return (
-        {"width": backbone.out_channels // 4, "fc_dim": backbone.fc_dim}
-        if backbone.name == "small"
-        else {}
-    )
-
-
 def pretrain_small_backbone(
     cfg: Config,
     train_ds,
@@ -229,12 +206,9 @@ def pretrain_small_backbone(
         train_ds, backbone.input_size, cfg.warp_context, cfg.seed, progress=progress
     )
     model = RegionClassifier(backbone, num_classes)
-    decay = [p for n, p in model.named_parameters() if p.dim() > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
-    opt = torch.optim.SGD(
-        [{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr, momentum=0.9,
-    )  # fmt: skip
+    # The paper's decay groups with this stand-in stage's own fixed settings (not cfg's, which
+    # are the detectors'): every group at the base lr, as the cached network was trained.
+    opt = build_sgd(model, lr, momentum=0.9, weight_decay=5e-4, bias_lr_factor=1.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda it: 0.5 * (1 + math.cos(math.pi * it / iters))
     )
@@ -284,8 +258,9 @@ def pretrained_backbone(
     The returned backbone is in eval mode (BatchNorm uses its running statistics).
     """
     if cfg.backbone in ("alexnet", "vgg16"):
-        make = alexnet_backbone if cfg.backbone == "alexnet" else vgg16_backbone
-        backbone = make(weights if weights is not None else IMAGENET_WEIGHTS)
+        backbone = new_backbone(
+            cfg.backbone, weights=weights if weights is not None else IMAGENET_WEIGHTS
+        )
         backbone.body.eval(), backbone.fc.eval()
         return backbone
     if cfg.backbone != "small":
@@ -303,7 +278,7 @@ def pretrained_backbone(
         cfg, "pretrained", only=PRETRAIN_FIELDS, data=dataset_digest(train_ds), iters=iters,
         version=2,
     )  # fmt: skip
-    backbone = new_backbone(cfg)
+    backbone = new_backbone(cfg.backbone, cfg.pool_size)
     if path.is_file():
         state = load_checkpoint(path)
         backbone.body.load_state_dict(state["body"])

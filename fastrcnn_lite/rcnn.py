@@ -38,9 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import Backbone
+from .backbones import Backbone, backbone_size, build_sgd, new_backbone
+from .checkpoint import module_digest, proposals_digest
 from .config import Config
-from .pretrain import RegionClassifier, new_backbone, pretrained_backbone, small_backbone_size
+from .pretrain import RegionClassifier, pretrained_backbone
 from .progress import tqdm
 from .region_heads import SVMDetector, load_or_train, regression_targets, train_heads
 from .regions import (
@@ -51,8 +52,6 @@ from .regions import (
     draw_windows,
     feature_cache_folder,
     load_image,
-    module_digest,
-    proposals_digest,
     resolve_max_proposals,
     training_boxes,
     training_windows,
@@ -140,12 +139,11 @@ def finetune_rcnn(
     backbone = copy.deepcopy(backbone)
     torch.manual_seed(cfg.seed)
     model = RegionClassifier(backbone, num_classes, cfg.cls_init_std)
-    decay = [p for p in model.parameters() if p.dim() > 1]
-    no_decay = [p for p in model.parameters() if p.dim() <= 1]
-    opt = torch.optim.SGD(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr, momentum=cfg.momentum,
-    )  # fmt: skip
+    # The paper's groups (weights decayed; biases and BatchNorm scales not), but every group at
+    # the base lr (bias_lr_factor=1, not cfg.bias_lr_factor's 2): R-CNN's fine-tuning has always
+    # run so here, the cached models and notebooks 03 / 07 come from it, and its cache key (the
+    # config) would not notice a change. Biases at 2x lr would need a cache version bump.
+    opt = build_sgd(model, lr, cfg.momentum, cfg.weight_decay, bias_lr_factor=1.0)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(0.75 * iters)], 0.1)
     gen = torch.Generator().manual_seed(cfg.seed)
     store = _ImageStore(train_ds)
@@ -265,11 +263,11 @@ class RCNN(SVMDetector):
 
     def state_dict(self) -> dict:
         return self._state(body=self.backbone.body.state_dict(), fc=self.backbone.fc.state_dict(),
-                           backbone_size=small_backbone_size(self.backbone), context=self.context)  # fmt: skip
+                           backbone_size=backbone_size(self.backbone), context=self.context)  # fmt: skip
 
     @classmethod
     def from_state_dict(cls, cfg: Config, state: dict) -> RCNN:
-        backbone = new_backbone(cfg, **state.get("backbone_size", {}))
+        backbone = new_backbone(cfg.backbone, cfg.pool_size, **state.get("backbone_size", {}))
         backbone.body.load_state_dict(state["body"])
         backbone.fc.load_state_dict(state["fc"])
         backbone.body.eval(), backbone.fc.eval()

@@ -31,25 +31,16 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .backbones import Backbone
+from .backbones import Backbone, count_parameters
 from .boxes import box_iou, check_boxes, decode_boxes, encode_boxes
-from .checkpoint import atomic_save, cache_path, load_checkpoint
+from .checkpoint import atomic_save, cache_path, load_checkpoint, module_digest, proposals_digest
 from .config import Config
 from .detect import postprocess_detections
 from .progress import tqdm
-from .regions import (
-    Memo,
-    check_proposals,
-    dataset_key,
-    gt_for_training,
-    load_image,
-    load_target,
-    module_digest,
-    proposals_digest,
-)
+from .regions import Memo, check_proposals, dataset_key, load_image, load_target
 from .sampling import match_proposals
-from .svd import count_parameters
 from .svm import BoxRegressors, LinearSVMs, train_box_regressors, train_svms
+from .voc import gt_for_training
 
 __all__ = [
     "SVM_SCORE_THRESH",

@@ -12,39 +12,37 @@ before the SVMs and ridge regressors (``fastrcnn_lite.region_heads``) read them:
   (a random subset of them in the embedded profile, :func:`resolve_max_proposals`).
 * **The feature cache** (:class:`FeatureCache`): one file per image under
   ``<cache_dir>/<system>_features/<key>/``, the key a hash of everything the features depend on
-  (:func:`feature_cache_folder`, :func:`module_digest`, :func:`proposals_digest`,
-  :func:`dataset_key`), so a changed network or proposal set never reads stale features.
+  (:func:`feature_cache_folder` over ``fastrcnn_lite.checkpoint``'s ``module_digest`` and
+  ``proposals_digest`` and :func:`dataset_key`), so a changed network or proposal set never reads stale features.
 
 Taught in ``notebooks/03_rcnn.ipynb`` (R-CNN) and ``notebooks/05_sppnet.ipynb`` (SPPnet).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .boxes import check_boxes
+from .checkpoint import key_digest
 from .config import Config, resolve_path
 from .progress import tqdm
 from .sampling import match_proposals
+from .voc import gt_for_training
 
 __all__ = [
     "load_image",
     "load_target",
-    "gt_for_training",
     "check_proposals",
     "training_windows",
     "draw_windows",
     "resolve_max_proposals",
     "training_boxes",
-    "proposals_digest",
-    "module_digest",
     "dataset_key",
     "feature_cache_folder",
     "Memo",
@@ -65,14 +63,6 @@ def load_target(dataset, index: int) -> dict:
     """Target ``index`` of ``dataset`` (dict with ``boxes`` Tensor[G, 4], ``labels`` Tensor[G],
     ``difficult``...) without decoding the image when the dataset can (``load_target``)."""
     return dataset.load_target(index) if hasattr(dataset, "load_target") else dataset[index][1]
-
-
-def gt_for_training(target: dict, use_difficult: bool = False) -> tuple[Tensor, Tensor]:
-    """The gt boxes (Tensor[G, 4]) and labels (Tensor[G]) a detector trains on (no difficult ones by default)."""
-    keep = torch.ones(len(target["boxes"]), dtype=torch.bool)
-    if not use_difficult and "difficult" in target:
-        keep = ~target["difficult"].bool()
-    return target["boxes"][keep].float(), target["labels"][keep]
 
 
 def check_proposals(dataset, proposals) -> None:
@@ -179,25 +169,6 @@ def training_boxes(
     return torch.cat([gt, props]), len(gt)  # (G + P, 4)
 
 
-def proposals_digest(proposals: Sequence[Tensor]) -> str:
-    """A short hash of a list of proposal tensors (part of cache keys)."""
-    h = hashlib.sha1()
-    for p in proposals:
-        h.update(str(tuple(p.shape)).encode())
-        h.update(p.detach().float().contiguous().numpy().tobytes())
-    return h.hexdigest()[:12]
-
-
-def module_digest(*modules: nn.Module) -> str:
-    """A short hash of the weights (every state-dict entry, as float32) of ``modules``."""
-    h = hashlib.sha1()
-    for m in modules:
-        for name, t in m.state_dict().items():
-            h.update(name.encode())
-            h.update(t.detach().float().contiguous().numpy().tobytes())
-    return h.hexdigest()[:12]
-
-
 def dataset_key(dataset) -> str:
     """What identifies a split in a cache key: ``"<root>|<image_set>|<number of images>"``."""
     root = str(getattr(dataset, "root", type(dataset).__name__))
@@ -205,10 +176,9 @@ def dataset_key(dataset) -> str:
 
 
 def feature_cache_folder(cfg: Config, system: str, parts: Sequence) -> Path:
-    """``<cfg.cache_dir>/<system>_features/<key>``, the key the first 12 hex digits of the SHA-1
-    of ``json.dumps(list(parts))`` (the digests and settings the cached features depend on)."""
-    key = hashlib.sha1(json.dumps(list(parts)).encode()).hexdigest()[:12]
-    return resolve_path(cfg.cache_dir) / f"{system}_features" / key
+    """``<cfg.cache_dir>/<system>_features/<key>``, the key ``checkpoint.key_digest(list(parts))``
+    (12 hex digits; ``parts`` the digests and settings the cached features depend on)."""
+    return resolve_path(cfg.cache_dir) / f"{system}_features" / key_digest(list(parts), 12)
 
 
 class Memo:

@@ -43,10 +43,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import Backbone, freeze_below
+from .backbones import Backbone, backbone_size, build_sgd, freeze_below, new_backbone
 from .boxes import box_area, check_boxes, clip_boxes_to_image
+from .checkpoint import module_digest, proposals_digest
 from .config import Config
-from .pretrain import new_backbone, pretrained_backbone, small_backbone_size
+from .pretrain import pretrained_backbone
 from .progress import tqdm
 from .region_heads import SVMDetector, load_or_train, train_heads
 from .regions import (
@@ -55,11 +56,8 @@ from .regions import (
     dataset_key,
     draw_windows,
     feature_cache_folder,
-    gt_for_training,
     load_image,
     load_target,
-    module_digest,
-    proposals_digest,
     resolve_max_proposals,
     training_boxes,
     training_windows,
@@ -68,6 +66,7 @@ from .roi_pool import SpatialPyramidPool
 from .sampling import match_proposals
 from .svm import BoxRegressors, LinearSVMs
 from .transforms import pyramid_levels, resize, scale_factor
+from .voc import gt_for_training
 
 __all__ = [
     "SPPNet",
@@ -241,12 +240,10 @@ def finetune_spp_fc(
         )
     torch.manual_seed(cfg.seed)
     model = _SPPClassifier(fc, backbone.fc_dim, len(dataset.classes), cfg.cls_init_std)
-    decay = [p for p in model.parameters() if p.dim() > 1]
-    no_decay = [p for p in model.parameters() if p.dim() <= 1]
-    opt = torch.optim.SGD(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr, momentum=cfg.momentum,
-    )  # fmt: skip
+    # As R-CNN's fine-tuning (rcnn.finetune_rcnn): the paper's decay groups, every group at the
+    # base lr (bias_lr_factor=1): the cached SPPnet models come from it, and the cache key (the
+    # config) would not notice a change to 2x.
+    opt = build_sgd(model, lr, cfg.momentum, cfg.weight_decay, bias_lr_factor=1.0)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(0.75 * iters)], 0.1)
     losses = []
     model.train()
@@ -324,11 +321,11 @@ class SPPNet(SVMDetector):
 
     def state_dict(self) -> dict:
         return self._state(body=self.backbone.body.state_dict(), fc=self.fc.state_dict(),
-                           backbone_size=small_backbone_size(self.backbone), levels=list(self.levels))  # fmt: skip
+                           backbone_size=backbone_size(self.backbone), levels=list(self.levels))  # fmt: skip
 
     @classmethod
     def from_state_dict(cls, cfg: Config, state: dict) -> SPPNet:
-        backbone = new_backbone(cfg, **state.get("backbone_size", {}))
+        backbone = new_backbone(cfg.backbone, cfg.pool_size, **state.get("backbone_size", {}))
         backbone.body.load_state_dict(state["body"])
         backbone.body.eval()
         freeze_below(backbone, "fc6")  # SPPnet's conv layers are never trained

@@ -21,12 +21,9 @@ import copy
 import torch
 from torch import nn
 
+from .backbones import count_parameters  # re-exported: notebook 06 imports it from here
+
 __all__ = ["svd_linear", "truncated_svd", "fc_layers", "count_parameters"]
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of parameters (trainable or not) in ``module``."""
-    return sum(p.numel() for p in module.parameters())
 
 
 def svd_linear(linear: nn.Linear, rank: int) -> nn.Sequential:

@@ -34,7 +34,6 @@ line (``python -m fastrcnn_lite.train``) is :mod:`fastrcnn_lite.train_cli`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import random
 import time
@@ -45,11 +44,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import atomic_save, cache_path, load_checkpoint
+from .backbones import build_sgd
+from .checkpoint import atomic_save, cache_path, load_checkpoint, tensors_digest
 from .cli import UserError
 from .config import Config
 from .curves import LiveLossPlot, plot_losses, write_training_curves
 from .fast_rcnn import OOM_HINT, FastRCNN, build_fast_rcnn, resolve_device
+from .pretrain import pretrained_backbone
 from .progress import tqdm
 from .sampling import ImageSampler, regression_target_stats
 from .train_state import (
@@ -64,6 +65,7 @@ from .train_state import (
     truncate_metrics,
 )
 from .transforms import hflip, resize, scale_factor
+from .voc import gt_for_training
 
 __all__ = [
     "TRAINING_FIELDS",
@@ -94,37 +96,13 @@ DEFAULT_TRAINABLE_FROM = {"small": "conv3", "alexnet": "conv2", "vgg16": "conv3_
 def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.SGD:
     """SGD with the paper's per-layer settings: weights (lr, decay), biases (2 x lr, no decay).
 
-    Three parameter groups, each with ``lr_factor`` (multiplied by the scheduled lr):
-    ``weights`` (lr x 1, weight decay), ``biases`` (lr x ``cfg.bias_lr_factor``, no decay) and
-    ``norm`` (BatchNorm scales: lr x 1, no decay). Frozen parameters are left out.
+    :func:`~fastrcnn_lite.backbones.build_sgd` with ``cfg.lr``, ``cfg.momentum``,
+    ``cfg.weight_decay`` and ``cfg.bias_lr_factor``: three parameter groups, each with
+    ``lr_factor`` (multiplied by the scheduled lr): ``weights`` (lr x 1, weight decay),
+    ``biases`` (lr x ``cfg.bias_lr_factor``, no decay) and ``norm`` (BatchNorm scales: lr x 1,
+    no decay). Frozen parameters are left out.
     """
-    groups = {"weights": [], "biases": [], "norm": []}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if name.endswith("bias"):
-            groups["biases"].append(p)
-        elif p.dim() == 1:
-            groups["norm"].append(p)
-        else:
-            groups["weights"].append(p)
-    settings = {
-        "weights": (1.0, cfg.weight_decay),
-        "biases": (cfg.bias_lr_factor, 0.0),
-        "norm": (1.0, 0.0),
-    }
-    param_groups = [
-        {
-            "params": params,
-            "name": name,
-            "lr_factor": settings[name][0],
-            "lr": cfg.lr * settings[name][0],
-            "weight_decay": settings[name][1],
-        }  # fmt: skip
-        for name, params in groups.items()
-        if params
-    ]
-    return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum)
+    return build_sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.bias_lr_factor)
 
 
 def lr_at(iteration: int, cfg: Config) -> float:
@@ -177,12 +155,7 @@ def training_example(
         Tensor[G, 4] and ``labels`` Tensor[G]), boxes in the pixels of the new image.
     """
     image, target = dataset[index]
-    keep = (
-        torch.ones_like(target["labels"], dtype=torch.bool)
-        if cfg.use_difficult
-        else ~target["difficult"]
-    )
-    gt_boxes, gt_labels = target["boxes"][keep], target["labels"][keep]
+    gt_boxes, gt_labels = gt_for_training(target, cfg.use_difficult)
     props = proposals[index][: cfg.proposals_per_image].to(gt_boxes.dtype)
     boxes = torch.cat([gt_boxes, props])  # (G + P, 4): transformed together
     max_size = cfg.max_size if len(cfg.scales) == 1 else cfg.multiscale_max_size
@@ -413,20 +386,15 @@ def load_or_train_fast_rcnn(
         ``history`` (per-iteration losses), ``path``, ``from_cache`` and ``pretrained``.
     """
     num_classes = len(train_ds.classes)
-    backbone = None
-    if pretrained:
-        from .pretrain import pretrained_backbone
-
-        backbone = pretrained_backbone(cfg, train_ds, progress=progress)
+    backbone = pretrained_backbone(cfg, train_ds, progress=progress) if pretrained else None
     # The key covers the config, the data (through its proposals) and the starting weights, so
     # a regenerated dataset or a re-trained backbone never loads a stale model.
-    start = (
-        _digest(list(backbone.body.state_dict().values()) + list(backbone.fc.state_dict().values()))
-        if backbone
-        else "scratch"
-    )
+    start = "scratch"
+    if backbone is not None:
+        weights = [*backbone.body.state_dict().values(), *backbone.fc.state_dict().values()]
+        start = tensors_digest(weights)
     path = cache_path(cfg, "fast_rcnn", data=f"{getattr(train_ds, 'root', '')}|{len(train_ds)}",
-                      proposals=_digest(proposals), start=start, version=1)  # fmt: skip
+                      proposals=tensors_digest(proposals), start=start, version=1)  # fmt: skip
     if path.is_file():
         model, state = load_fast_rcnn(path, cfg, num_classes)
         info = dict(state["info"], path=path, from_cache=True)
@@ -456,16 +424,6 @@ def load_or_train_fast_rcnn(
     return model.eval(), dict(info, path=path, from_cache=False)
 
 
-def _digest(tensors: list[Tensor]) -> str:
-    """A short hash of a list of tensors (cache keys)."""
-    h = hashlib.sha1()
-    for t in tensors:
-        t = t.detach().cpu().contiguous()
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
-    return h.hexdigest()[:12]
-
-
 def target_stats(
     cfg: Config, train_ds, proposals: list[Tensor]
 ) -> tuple[Tensor, Tensor] | tuple[None, None]:
@@ -474,11 +432,8 @@ def target_stats(
         return None, None
     targets = []
     for i in range(len(train_ds)):
-        t = train_ds.load_target(i)
-        keep = (
-            torch.ones_like(t["labels"], dtype=torch.bool) if cfg.use_difficult else ~t["difficult"]
-        )
-        targets.append({"boxes": t["boxes"][keep], "labels": t["labels"][keep]})
+        boxes, labels = gt_for_training(train_ds.load_target(i), cfg.use_difficult)
+        targets.append({"boxes": boxes, "labels": labels})
     props = [p[: cfg.proposals_per_image] for p in proposals]
     return regression_target_stats(props, targets, len(train_ds.classes), cfg.fg_iou_thresh)
 

@@ -111,3 +111,37 @@ def test_pretrained_cache_key_follows_the_training_data(tmp_path):
     second = train_on(1)  # same root, same number of images, other images and boxes
     assert len(second) == 2
     assert train_on(0) == second  # byte-identical data: the first network is reused
+
+
+def test_new_backbone_is_the_one_factory():
+    from fastrcnn_lite.backbones import (
+        backbone_size,
+        count_parameters,
+        freeze_below,
+        new_backbone,
+        small_backbone,
+    )
+
+    torch.manual_seed(3)
+    ours = new_backbone("small", (4, 4), width=8, fc_dim=16)
+    torch.manual_seed(3)
+    ref = small_backbone(width=8, fc_dim=16, pool_size=(4, 4))
+    for a, b in ((ours.body, ref.body), (ours.fc, ref.fc)):
+        assert all(
+            torch.equal(x, y)
+            for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+        )
+    assert backbone_size(ours) == {"width": 8, "fc_dim": 16}
+    rebuilt = new_backbone("small", (4, 4), **backbone_size(ours))
+    assert rebuilt.body.state_dict().keys() == ours.body.state_dict().keys()
+    with pytest.raises(ValueError, match="must be one of .*'resnet'"):
+        new_backbone("resnet")
+    with pytest.raises(ValueError, match="no published weights"):
+        new_backbone("small", weights="IMAGENET1K_V1")
+    frozen = freeze_below(ours, "conv3")
+    total = sum(p.numel() for m in (ours.body, ours.fc) for p in m.parameters())
+    assert count_parameters(ours.body) + count_parameters(ours.fc) == total
+    trainable = count_parameters(ours.body, trainable_only=True) + count_parameters(
+        ours.fc, trainable_only=True
+    )
+    assert trainable == total - frozen

@@ -371,3 +371,31 @@ def test_load_fast_rcnn_names_the_mismatch(tmp_path):
         load_fast_rcnn(path, cfg.replace(backbone="vgg16"), num_classes=2)
     with pytest.raises(ValueError, match="does not fit the model built from this config"):
         load_fast_rcnn(path, cfg.replace(pool_size=(3, 3)), num_classes=2)
+
+
+def test_build_sgd_at_one_lr_steps_like_two_plain_groups():
+    """R-CNN / SPPnet / pre-training call build_sgd with bias_lr_factor=1: the same updates,
+    bit for bit, as the two plain groups (decay: dim > 1; no decay: the rest) they had before."""
+    from fastrcnn_lite.backbones import build_sgd, small_backbone
+
+    def net():
+        torch.manual_seed(0)
+        bb = small_backbone(width=4, fc_dim=8, pool_size=(2, 2))
+        return torch.nn.Sequential(
+            bb.body, torch.nn.AdaptiveMaxPool2d(2), torch.nn.Flatten(), bb.fc
+        )
+
+    ours, ref = net(), net()
+    opt = build_sgd(ours, 0.05, 0.9, 5e-4, bias_lr_factor=1.0)
+    assert [g["name"] for g in opt.param_groups] == ["weights", "biases", "norm"]
+    decay = [p for p in ref.parameters() if p.dim() > 1]
+    no_decay = [p for p in ref.parameters() if p.dim() <= 1]
+    ref_opt = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
+                              lr=0.05, momentum=0.9)  # fmt: skip
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    for model, optimizer in ((ours, opt), (ref, ref_opt)):
+        for _ in range(3):
+            optimizer.zero_grad()
+            model(x).square().sum().backward()
+            optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), ref.parameters(), strict=True))
