@@ -1,6 +1,6 @@
 # fastrcnn-lite: the commands the README promises.
 #   make course   set up .venv, generate the embedded dataset, run every notebook, write reports/
-#   make test     set up .venv, run the unit tests and every notebook under nbval (what CI runs)
+#   make test     set up .venv, lint, run the unit and browser tests and every notebook under nbval (what CI runs)
 #   make test-portable  the same on another instruction-set path, as on another CPU
 #   make lab      open JupyterLab on notebooks/
 #   make student  write the student notebooks (solutions replaced by stubs) to student/
@@ -28,7 +28,7 @@ data: $(STAMP)
 course: $(STAMP) data
 	$(BIN)/python tools/run_course.py
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest tests notebooks $(PYTEST_NBVAL)
 
 # `make test` as on another CPU: the kernels take another instruction-set path (AVX2 instead of
