@@ -15,8 +15,22 @@ The data flow, and the module that implements each stage::
       -> evaluation .................. evaluate.py (VOC AP, mAP)
       -> diagnosis ................... error_analysis.py (kinds of false positive, AP by size)
 
-    the three systems ................ rcnn.py, sppnet.py, fast_rcnn.py (+ svd.py, train.py)
-    shared ........................... boxes.py (IoU, NMS, deltas), config.py, checkpoint.py, viz.py
+    the three systems ................ rcnn.py, sppnet.py, fast_rcnn.py (+ svd.py: truncated SVD),
+                                       detector.py (one contract: build or load, to(device),
+                                       detect_image), pretrain.py (the shared pre-trained network)
+    the long training run ............ train.py (SGD loop), train_state.py (checkpoints, resume,
+                                       the run folder), train_cli.py (the command), plan.py
+                                       (plan and timed estimate), preflight.py (GPU memory),
+                                       curves.py (training.png)
+    shared ........................... boxes.py (IoU, NMS, deltas), config.py, checkpoint.py
+                                       (atomic files, digests, cache keys), cli.py (one-line user
+                                       errors), progress.py, timing.py (test time per image)
+
+Teaching aids: viz.py (drawing), box_widgets.py, roi_widgets.py, widget_display.py (the
+interactive widgets), grading/ (the graded exercises' checkers), paper.py (the paper's numbers).
+Experiments: compare.py (the three systems side by side), ablations.py (the paper's ablations
+that need no retraining), profiling.py (where an iteration's time goes), bench.py and
+bench_detectors.py (``python -m fastrcnn_lite.bench``), workloads.py (their synthetic inputs).
 
 Shape letters used in every docstring and shape comment:
 
