@@ -14,8 +14,6 @@ The data flow, and the module that implements each stage::
       -> losses / detections ......... losses.py, sampling.py, detect.py (per-class NMS)
       -> evaluation .................. evaluate.py (VOC AP, mAP)
       -> diagnosis ................... error_analysis.py (kinds of false positive, AP by size)
-      -> ablations ................... ablations.py (the paper's test-time ablations: SVD rank,
-                                       proposals and dense boxes, softmax vs SVMs; verdicts)
 
     the three systems ................ rcnn.py, sppnet.py, fast_rcnn.py (+ svd.py: truncated SVD),
                                        detector.py (one contract: build or load, to(device),
