@@ -24,6 +24,8 @@ __all__ = [
     "draw_boxes",
     "show_samples",
     "show_proposals",
+    "show_detections",
+    "plot_loss_curve",
     "plot_precision_recall",
 ]
 
@@ -312,6 +314,87 @@ def show_proposals(
         )  # fmt: skip
     fig.tight_layout()
     return fig
+
+
+def show_detections(
+    dataset,
+    detections: Sequence[dict],
+    indices: Sequence[int],
+    min_score: float = 0.0,
+    ncols: int | None = None,
+    figsize: tuple[float, float] | None = None,
+) -> plt.Figure:
+    """Test images with their gt boxes (thin white) and the detections above ``min_score``.
+
+    Taught in notebooks 03, 05 and 06 (what each detector finds).
+
+    Args:
+        dataset: ``dataset[i] -> (image Tensor[3, H, W], target)`` with ``classes`` (VOCDataset).
+        detections: one dict per image of the dataset: ``boxes`` (Tensor[D, 4]), ``scores``
+            (Tensor[D]), ``labels`` (Tensor[D], 1..K), as every detector's ``detect`` returns.
+        indices: which images to show, one panel each.
+        min_score: detections scoring at most this are left out.
+        ncols: panels per row (default: all in one row up to 4, else 3 per row).
+        figsize: the figure's size in inches (default: 3 x 3.4 per panel).
+
+    Returns:
+        The Figure; each panel is titled with the image id.
+    """
+    indices = list(indices)
+    if not indices:
+        raise ValueError("indices is empty; pass the dataset indices of the images to show.")
+    if ncols is None:
+        ncols = len(indices) if len(indices) <= 4 else 3
+    nrows = -(-len(indices) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=figsize or (3 * ncols, 3.4 * nrows), squeeze=False
+    )
+    for ax in axes.flat[len(indices) :]:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, indices, strict=False):
+        image, target = dataset[i]
+        draw_boxes(ax, image, target["boxes"], color="white", show_text=False, linewidth=1)
+        det = detections[i]
+        keep = det["scores"] > min_score  # (D,)
+        draw_boxes(
+            ax, None, det["boxes"][keep], det["labels"][keep], det["scores"][keep],
+            classes=dataset.classes,
+        )  # fmt: skip
+        ax.set_title(str(target["image_id"]), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_curve(
+    losses, window: int = 10, title: str = "", ylabel: str = "loss", ax: plt.Axes | None = None
+) -> plt.Axes:
+    """One loss per iteration (faint) and its running mean over ``window`` iterations.
+
+    Taught in notebooks 03 and 05 (the fine-tuning of R-CNN and SPPnet); Fast R-CNN's loss terms
+    and learning rate have :func:`fastrcnn_lite.curves.plot_losses`.
+
+    Args:
+        losses (sequence or Tensor[T]): the loss of each iteration.
+        window: iterations per point of the running mean (the mean of iterations
+            ``t - window + 1 .. t`` is drawn at ``t``).
+        title, ylabel: the Axes' title and y label.
+        ax: the Axes to draw in (a new 10 x 3 inch figure when None).
+
+    Returns:
+        The Axes.
+    """
+    losses = torch.as_tensor(losses, dtype=torch.float64).flatten()  # (T,)
+    if window < 1:
+        raise ValueError(f"window must be a positive number of iterations; got {window}.")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 3))
+    ax.plot(losses.tolist(), alpha=0.4, label="per iteration")
+    if len(losses) >= window:
+        mean = losses.unfold(0, window, 1).mean(1)  # (T - window + 1,)
+        ax.plot(list(range(window - 1, len(losses))), mean.tolist(), label=f"mean of {window}")
+    ax.set(xlabel="iteration", ylabel=ylabel, title=title)
+    ax.legend()
+    return ax
 
 
 def plot_precision_recall(

@@ -65,3 +65,36 @@ def test_plot_precision_recall_titles_the_ap_and_refuses_unknown_metrics():
     with pytest.raises(ValueError, match="metric must be None, '07' or 'area'"):
         viz.plot_precision_recall(axes[0], recall, precision, metric="11")
     plt.close(fig)
+
+
+def test_show_detections_draws_gt_and_the_detections_above_the_score():
+    class Data:
+        classes = ["a", "b"]
+
+        def __getitem__(self, i):
+            target = {"boxes": torch.tensor([[2.0, 2, 10, 10]]), "image_id": f"im{i}"}
+            return torch.zeros(3, 20, 30), target
+
+    det = {"boxes": torch.tensor([[1.0, 1, 9, 9], [3, 3, 12, 12]]), "scores": torch.tensor([0.9, 0.2]),
+           "labels": torch.tensor([1, 2])}  # fmt: skip
+    fig = viz.show_detections(Data(), [det] * 5, [0, 3, 4], min_score=0.5)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["im0", "im3", "im4"]
+    for ax in panels:  # one gt box and the one detection above 0.5
+        assert len([p for p in ax.patches if isinstance(p, viz.Rectangle)]) == 2
+    assert len(viz.show_detections(Data(), [det] * 5, range(5)).axes) == 6  # 3 per row, one off
+    with pytest.raises(ValueError, match="indices is empty"):
+        viz.show_detections(Data(), [det], [])
+    plt.close("all")
+
+
+def test_plot_loss_curve_running_mean_by_hand():
+    ax = viz.plot_loss_curve([4.0, 2.0, 0.0, 2.0], window=2, title="t")
+    raw, mean = ax.lines
+    assert list(raw.get_ydata()) == [4.0, 2.0, 0.0, 2.0]
+    assert list(mean.get_xdata()) == [1, 2, 3] and list(mean.get_ydata()) == [3.0, 1.0, 1.0]
+    assert ax.get_title() == "t"
+    assert len(viz.plot_loss_curve([1.0], window=5).lines) == 1  # too short for a mean
+    with pytest.raises(ValueError, match="window must be a positive"):
+        viz.plot_loss_curve([1.0], window=0)
+    plt.close("all")
