@@ -13,20 +13,48 @@ decoding, proposal computation and copies to the device are outside. The figure 
 moved by the odd call that another process on a busy machine slowed down.
 
 Several detectors are timed **interleaved**, image by image (A, B, A, B, ...), so a burst of load
-hits them alike and their ratio stays fair.
+hits them alike and their ratio stays fair. When the machine was busier than its cores (the
+one-minute load average above the number of CPUs at the end of a measurement), a
+:class:`BusyMachineWarning` says that the figures are distorted: PyTorch's threads then wait
+for each other at every operation, which costs most to detectors made of many small operations.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["timed_call", "median_seconds", "time_per_image"]
+__all__ = ["timed_call", "median_seconds", "time_per_image", "BusyMachineWarning", "warn_if_busy"]
+
+
+class BusyMachineWarning(RuntimeWarning):
+    """Timings were taken while other work kept every core busy."""
+
+
+def warn_if_busy(what: str = "these timings") -> float | None:
+    """Warn (:class:`BusyMachineWarning`) when the 1-minute load average exceeds the CPU count.
+
+    Returns the load average (None where the system does not report one).
+    """
+    if not hasattr(os, "getloadavg"):
+        return None
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > cores:
+        warnings.warn(
+            f"the machine was busy while measuring {what} (load average {load:.1f} on {cores} "
+            "CPUs): other programs shared the cores, so the times are inflated and their ratios "
+            "distorted. Compare timings taken on an otherwise idle machine.",
+            BusyMachineWarning,
+            stacklevel=3,
+        )
+    return load
 
 
 def _synchronize(device) -> None:
@@ -61,7 +89,9 @@ def median_seconds(
     for _ in range(warmup):
         step()
     _synchronize(device)
-    return statistics.median(timed_call(step, device=device)[1] for _ in range(repeats))
+    seconds = statistics.median(timed_call(step, device=device)[1] for _ in range(repeats))
+    warn_if_busy("a step's time")
+    return seconds
 
 
 def time_per_image(
@@ -102,4 +132,5 @@ def time_per_image(
                 times[name].append(timed_call(detect, image, proposals, device=device)[1])
     if not times[next(iter(times))]:
         raise ValueError("samples is empty; pass at least one (image, proposals) pair.")
+    warn_if_busy("test time per image")
     return {name: statistics.median(values) for name, values in times.items()}

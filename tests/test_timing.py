@@ -1,5 +1,7 @@
 """One definition of test time per image: the median of synchronised calls, detectors interleaved."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -64,3 +66,17 @@ def test_bad_arguments_are_refused():
         timing.time_per_image({"a": lambda i, p: None}, [])
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         timing.median_seconds(lambda: None, repeats=0)
+
+
+def test_a_busy_machine_is_warned_about_and_an_idle_one_is_not(monkeypatch):
+    monkeypatch.setattr(timing.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(timing.os, "getloadavg", lambda: (3.5, 1.0, 1.0))
+    with pytest.warns(timing.BusyMachineWarning, match=r"load average 3.5 on 2 CPUs"):
+        assert timing.warn_if_busy() == 3.5
+    with pytest.warns(timing.BusyMachineWarning, match="test time per image"):
+        timing.time_per_image({"a": lambda im, p: None}, [(torch.zeros(1), torch.zeros(0, 4))])
+    monkeypatch.setattr(timing.os, "getloadavg", lambda: (1.9, 1.0, 1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert timing.warn_if_busy() == 1.9
+        timing.median_seconds(lambda: None, repeats=1)
