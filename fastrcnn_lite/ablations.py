@@ -61,6 +61,7 @@ import json
 import math
 import statistics
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import SimpleNamespace
 
 import torch
@@ -68,7 +69,7 @@ from torch import Tensor
 
 from .boxes import decode_boxes
 from .checkpoint import cache_path, module_digest, proposals_digest, write_json
-from .compare import map_difference
+from .compare import map_difference, reports_folder
 from .config import Config
 from .detect import postprocess_detections
 from .detector import SYSTEMS
@@ -95,6 +96,7 @@ __all__ = [
     "proposal_ablation",
     "svm_ablation",
     "ablation_table",
+    "save_report",
     "plot_ablations",
 ]
 
@@ -606,6 +608,17 @@ def _row(experiment: str, ours: str, paper: str, interval: dict, paper_differenc
         "paper: difference": paper_text or _signed(paper_difference, percent),
         "verdict": verdict(low, high, math.copysign(1.0, paper_difference)),
     }
+
+
+def save_report(rows: list[dict[str, str]], folder: str | Path | None = None) -> Path:
+    """Write the rows of :func:`ablation_table` as ``ablations.json`` ({"rows": [...]}).
+
+    folder: default :func:`fastrcnn_lite.compare.reports_folder` (``reports/`` in ``make
+    course``, whose summary page shows the table). Returns the path.
+    """
+    folder = reports_folder() if folder is None else Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_json(folder / "ablations.json", {"rows": rows})
 
 
 def ablation_table(

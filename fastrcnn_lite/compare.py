@@ -71,6 +71,7 @@ __all__ = [
     "format_markdown",
     "format_seconds",
     "format_bytes",
+    "reports_folder",
 ]
 
 # SYSTEMS (from fastrcnn_lite.detector): the rows, in the paper's order (the keys of paper.TABLE4_VGG16).
@@ -591,6 +592,15 @@ def plot_side_by_side(
     return fig
 
 
+def reports_folder() -> Path:
+    """Where reports go: ``$FASTRCNN_REPORTS`` when set, else ``resolve_path("reports")``.
+
+    ``make course`` sets it to ``reports/`` (its summary page reads it); ``make test`` and
+    ``tools/execute_notebooks.py`` point it at a scratch folder, so only a course run writes there.
+    """
+    return Path(os.environ.get("FASTRCNN_REPORTS") or resolve_path("reports"))
+
+
 def save_report(result: dict, folder: str | Path | None = None, fig=None) -> tuple[Path, Path]:
     """Write ``comparison.json`` ({"rows": comparison_table(result), "note": ...}) and ``comparison.png``.
 
@@ -607,9 +617,7 @@ def save_report(result: dict, folder: str | Path | None = None, fig=None) -> tup
     import matplotlib.pyplot as plt
 
     rows = comparison_table(result)
-    if folder is None:
-        folder = os.environ.get("FASTRCNN_REPORTS") or resolve_path("reports")
-    folder = Path(folder)
+    folder = reports_folder() if folder is None else Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     json_path, png_path = folder / "comparison.json", folder / "comparison.png"
     json_path.write_text(json.dumps({"rows": rows, "note": _note(result)}, indent=1) + "\n")

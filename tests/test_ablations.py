@@ -4,6 +4,7 @@ independent paths (fast_rcnn.detect, truncated_svd, proposal_recall, evaluate), 
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
@@ -266,3 +267,11 @@ def test_multi_scale_model_is_refused(setting):
     pyramid.test_scales = (40, 48)
     with pytest.raises(ValueError, match="one test scale"):
         ablations.svd_rank_ablation(pyramid, cfg, test_ds, test_props, progress=False)
+
+
+def test_save_report_writes_strict_json_where_the_reports_go(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTRCNN_REPORTS", str(tmp_path / "reports"))
+    rows = [{"experiment": "a", "ours": "0.5", "verdict": "within noise", "x": float("nan")}]
+    path = ablations.save_report(rows)
+    assert path == tmp_path / "reports" / "ablations.json"
+    assert json.loads(path.read_text()) == {"rows": [dict(rows[0], x=None)]}
