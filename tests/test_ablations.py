@@ -21,14 +21,7 @@ from fastrcnn_lite.svd import truncated_svd
 
 from .test_fast_rcnn import ShapesDataset, jittered_proposals, tiny_cfg, tiny_model
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread beats two on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # --- dense boxes --------------------------------------------------------------------------------

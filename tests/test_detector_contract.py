@@ -16,14 +16,7 @@ from .test_fast_rcnn import ShapesDataset, jittered_proposals
 from .test_fast_rcnn import tiny_cfg as fast_tiny_cfg
 from .test_rcnn import tiny_backbone
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one thread beats two, by far on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_cfg(tmp_path):

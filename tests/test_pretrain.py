@@ -15,14 +15,7 @@ from fastrcnn_lite.pretrain import (
 from fastrcnn_lite.warp import warp_regions
 from tests.test_rcnn import RenderedDataset
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one thread beats two, by far on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_background_boxes_avoid_every_object_and_stay_inside():

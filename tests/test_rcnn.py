@@ -15,14 +15,7 @@ from fastrcnn_lite.evaluate import evaluate_detections
 from fastrcnn_lite.pretrain import jitter_boxes, random_background_boxes
 from fastrcnn_lite.rcnn import RCNN, load_or_train_rcnn, train_rcnn
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one thread beats two, by far on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class RenderedDataset:

@@ -24,14 +24,7 @@ from fastrcnn_lite.sppnet import (
 )
 from tests.test_rcnn import RenderedDataset, targets_of, tiny_backbone, tiny_cfg, toy_proposals
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one thread beats two, by far on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
