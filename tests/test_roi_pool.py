@@ -519,22 +519,34 @@ def test_zero_output_size_is_empty_as_torchvision():
 
 @pytest.mark.parametrize("backend", ["eager", "aot_eager", "inductor"])
 def test_torch_compile_of_a_model_that_pools(backend):
-    # A model with an RoIPool layer compiles (the layer runs eagerly: torch.compiler.disable)
-    # and gives the eager model's outputs and gradients bit for bit.
+    # A model with an RoIPool layer compiles (the layer runs eagerly: torch.compiler.disable).
+    # The pooled output is checked against torchvision on the features the compiled model
+    # computed, and its gradient reaches the features through our backward. With the eager and
+    # aot_eager backends the whole model also equals the eager one bit for bit; inductor's own
+    # kernels are not ours to check (on a CPU whose kernels take another instruction-set path,
+    # ATEN_CPU_CAPABILITY=avx2 on an AVX-512 machine, torch 2.14's inductor miscompiles even
+    # conv + relu).
     torch._dynamo.reset()
     pool = RoIPool((2, 3), 1 / 4)
     conv = torch.nn.Conv2d(3, 4, 3, padding=1)
 
     def model(images, rois):
-        return pool(torch.relu(conv(images)), rois)  # (K, 4, 2, 3)
+        features = torch.relu(conv(images))  # (2, 4, 16, 20)
+        return features, pool(features, rois)  # (K, 4, 2, 3)
 
     g = torch.Generator().manual_seed(0)
     images = torch.rand(2, 3, 16, 20, generator=g)
     rois = random_rois(g, 12, 2, 16, 20, 1 / 4, torch.float32)
     compiled = torch.compile(model, backend=backend)
     for _ in range(2):  # the second call runs the cached graph
-        eager_out = model(images, rois)
-        (eager_grad,) = torch.autograd.grad(eager_out, conv.weight, torch.ones_like(eager_out))
-        out = compiled(images, rois)
-        (grad,) = torch.autograd.grad(out, conv.weight, torch.ones_like(out))
-        assert torch.equal(out, eager_out) and torch.equal(grad, eager_grad)
+        features, out = compiled(images, rois)
+        reference = features.detach().requires_grad_()
+        expected = torchvision.ops.roi_pool(reference, rois, (2, 3), 1 / 4)
+        assert torch.equal(out, expected)
+        grad_out = torch.randint(-3, 4, out.shape, generator=g).to(out)  # exact sums
+        (grad,) = torch.autograd.grad(out, features, grad_out)
+        (expected_grad,) = torch.autograd.grad(expected, reference, grad_out)
+        assert torch.equal(grad, expected_grad)
+        if backend != "inductor":
+            eager_features, eager_out = model(images, rois)
+            assert torch.equal(features, eager_features) and torch.equal(out, eager_out)
