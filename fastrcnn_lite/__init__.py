@@ -6,7 +6,8 @@ The data flow, and the module that implements each stage::
                                        download.py (real VOC), data.py (which one a Config means)
       -> proposals ................... proposals.py (selective search, cached)
       -> backbone feature map ........ backbones.py, transforms.py (scales, flips, batching)
-      -> region features ............. warp.py (R-CNN) | roi_pool.py (SPP and RoI pooling);
+      -> region features ............. warp.py (R-CNN) | roi_pool.py (SPP and RoI pooling)
+                                       | roi_pool_kernel.py (its vectorised kernel);
                                        regions.py (R-CNN's and SPPnet's training windows and
                                        feature cache)
       -> heads ....................... fast_rcnn.py (cls_score + bbox_pred) | svm.py (SVMs + ridge),

@@ -17,7 +17,7 @@ last line is ``roi_pool fwd+bwd vs torchvision: train <x>x, test <y>x, embedded 
 ``roi_pool_levels`` times the forward pass with every table size forced, from the direct max
 ``(1, 1)`` (no table) to the full range-max table, for several RoI counts, marks the fastest and
 the one :func:`fastrcnn_lite.roi_pool.roi_pool` chooses, and fits the build cost of its cost
-model (the figures are quoted in ``fastrcnn_lite/roi_pool.py``).
+model (the figures are quoted in ``fastrcnn_lite/roi_pool_kernel.py``).
 
 Shared machines: run from the command line, ``roi_pool`` sets ``OMP_WAIT_POLICY=PASSIVE``
 (unless you set OMP_WAIT_POLICY yourself) by re-executing itself. With the default active spin-wait,
@@ -272,6 +272,7 @@ def bench_roi_pool_levels(
         "build_cost" (float).
     """
     rp = importlib.import_module(f"{__package__}.roi_pool")  # the module, not the function
+    kernel = importlib.import_module(f"{__package__}.roi_pool_kernel")  # the cost model
 
     previous = torch.get_num_threads()
     if threads is not None:
@@ -294,7 +295,7 @@ def bench_roi_pool_levels(
             hs, he = hs[:, :, None].expand(K, h, w), he[:, :, None].expand(K, h, w)  # (K, h, w)
             ws, we = ws[:, None, :].expand(K, h, w), we[:, None, :].expand(K, h, w)
             tall, wide = (he - hs).clamp(min=0), (we - ws).clamp(min=0)
-            y0, y1, x0, x1 = rp._covered_box(hs, he, ws, we)
+            y0, y1, x0, x1 = kernel._covered_box(hs, he, ws, we)
             rows = N * (y1 - y0) * (x1 - x0)  # the window the table covers
             max_y, max_x = int(tall.max()).bit_length(), int(wide.max()).bit_length()
             candidates = [(ly, lx) for ly in range(1, max_y + 1) for lx in range(1, max_x + 1)]
@@ -308,14 +309,14 @@ def bench_roi_pool_levels(
                 clock=time.process_time,
             )
             times = {c: _median_ms(samples[c]) for c in candidates}
-            chosen = rp._choose_levels(tall, wide, rows)
+            chosen = kernel._choose_levels(tall, wide, rows)
             fastest = min(times, key=times.get)
             print_fn(
                 f"\n{K} RoIs, N={N}, window {y1 - y0}x{x1 - x0}:"
                 "  levels   lookups  cells built  CPU ms"
             )
             for c in candidates:
-                terms = rp._model_terms(tall, wide, rows, c)
+                terms = kernel._model_terms(tall, wide, rows, c)
                 mark = (" fastest" if c == fastest else "") + (" chosen" if c == chosen else "")
                 print_fn(f"  {str(c):>38s}{terms[0]:10d}{terms[1]:13d}{times[c]:8.1f}{mark}")
                 fit_rows.append(terms)
@@ -341,7 +342,7 @@ def bench_roi_pool_levels(
         results["build_cost"] = b / a
         print_fn(
             f"\nfit: {a * 1e3:.3f} us per lookup, {b * 1e3:.3f} us per table cell built: "
-            f"build cost {b / a:.2f} lookups per cell (roi_pool uses {rp._BUILD_COST})"
+            f"build cost {b / a:.2f} lookups per cell (roi_pool uses {kernel._BUILD_COST})"
         )
         return results
     finally:

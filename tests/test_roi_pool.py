@@ -26,6 +26,7 @@ from fastrcnn_lite.roi_pool import (
 
 # The package re-exports the function roi_pool, which shadows the submodule's attribute name.
 rp = importlib.import_module("fastrcnn_lite.roi_pool")
+kernel = importlib.import_module("fastrcnn_lite.roi_pool_kernel")
 
 DEVICES = [
     "cpu",
@@ -213,11 +214,11 @@ def test_signed_zero_nan_and_infinities(dtype):
 
 def test_many_channel_blocks_and_roi_chunks(monkeypatch):
     """Tiny blocks force the channel-block and RoI-chunk loops to run many times."""
-    monkeypatch.setattr(rp, "_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(kernel, "_BLOCK_BYTES", 4096)
     g = torch.Generator().manual_seed(5)
     x = torch.randint(-2, 3, (2, 13, 9, 11), generator=g).float()
     rois = random_rois(g, 37, 2, 9, 11, 0.5, torch.float32)
-    assert rp._block_sizes(13, 2 * 9 * 11, 6, 4 * 9)[0] < 13  # several channel blocks
+    assert kernel._block_sizes(13, 2 * 9 * 11, 6, 4 * 9)[0] < 13  # several channel blocks
     ya, yb, ga, gb = compare(x, rois, (3, 3), 0.5)
     assert same_bits(ya, yb) and same_bits(ga, gb)
 
@@ -357,8 +358,10 @@ def test_workspace_report():
     rois = boxes_to_rois([proposal_like_boxes(64, seed=i) for i in range(2)])
     sizes = roi_pool_workspace(x, rois, 7, 1 / 16)
     assert sizes["argmax"] == sizes["torchvision_extra"] == 128 * 512 * 49 * 4
-    assert sizes["table"] <= rp._BLOCK_BYTES + 8 * 512 and 1 <= sizes["levels"] <= 16
-    assert sizes["argmax"] < sizes["extra"] < sizes["argmax"] + x.numel() * 4 + 4 * rp._BLOCK_BYTES
+    assert sizes["table"] <= kernel._BLOCK_BYTES + 8 * 512 and 1 <= sizes["levels"] <= 16
+    assert (
+        sizes["argmax"] < sizes["extra"] < sizes["argmax"] + x.numel() * 4 + 4 * kernel._BLOCK_BYTES
+    )
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -18,6 +18,7 @@ from fastrcnn_lite.roi_pool import roi_bin_edges, roi_pool, roi_pool_loop
 
 # The package re-exports the function roi_pool, which shadows the submodule's attribute name.
 rp = importlib.import_module("fastrcnn_lite.roi_pool")
+kernel = importlib.import_module("fastrcnn_lite.roi_pool_kernel")  # lookup plan, cost model
 
 # (1, 1) is the direct max; the others are tables, up to larger than any bin needs.
 LEVELS = [None, (1, 1), (1, 2), (2, 1), (2, 2), (1, 4), (3, 2), (3, 3), (4, 5), (9, 9)]
@@ -116,7 +117,7 @@ def test_lookups_cover_each_bin_exactly():
     hs, he = (t[:, :, None].expand(K, 4, 3).reshape(K, 12) for t in (hs, he))
     ws, we = (t[:, None, :].expand(K, 4, 3).reshape(K, 12) for t in (ws, we))
     for levels_y, levels_x in [(1, 1), (2, 3), (3, 2), (5, 5)]:
-        rows, count = rp._lookup_rows(
+        rows, count = kernel._lookup_rows(
             batch_index, hs, he, ws, we, (N, H, W), (levels_y, levels_x), empty_row=-1
         )
         plane = N * H * W
@@ -152,21 +153,21 @@ def test_cost_model_picks_its_minimum():
         costs = {}
         for ly in range(1, int(tall.max()).bit_length() + 1):
             for lx in range(1, int(wide.max()).bit_length() + 1):
-                lookups, built = rp._model_terms(tall, wide, rows, (ly, lx))
-                costs[(ly, lx)] = lookups + rp._BUILD_COST * built
-        assert rp._choose_levels(tall, wide, rows) == min(costs, key=costs.get)
+                lookups, built = kernel._model_terms(tall, wide, rows, (ly, lx))
+                costs[(ly, lx)] = lookups + kernel._BUILD_COST * built
+        assert kernel._choose_levels(tall, wide, rows) == min(costs, key=costs.get)
 
 
 def test_direct_max_for_a_few_rois_table_for_many():
     rois_few = boxes_to_rois([proposal_like_boxes(2, seed=3)])
     _, hs, he, ws, we = roi_bin_edges(rois_few, (7, 7), 1 / 16, 38, 50)
     small = torch.ones(2, 49, dtype=torch.long)  # 1 x 1 bins: nothing to gain from a table
-    assert rp._choose_levels(small, small, 1900) == (1, 1)
+    assert kernel._choose_levels(small, small, 1900) == (1, 1)
     rois_many = boxes_to_rois([proposal_like_boxes(2000, seed=0)])
     _, hs, he, ws, we = roi_bin_edges(rois_many, (7, 7), 1 / 16, 38, 50)
     tall = (he - hs)[:, :, None].expand(-1, 7, 7)
     wide = (we - ws)[:, None, :].expand(-1, 7, 7)
-    levels_y, levels_x = rp._choose_levels(tall, wide, 1900)
+    levels_y, levels_x = kernel._choose_levels(tall, wide, 1900)
     assert levels_y * levels_x > 1
 
 
@@ -215,7 +216,7 @@ def test_window_of_a_few_rois(levels):
     x[1, 1, 25, 31] = -float("inf")
     ya, yb, ga, gb = pool_both(x, rois, (3, 2), 1.0, levels)
     assert same_bits(ya, yb) and same_bits(ga, gb)
-    assert rp._covered_box(*_expanded_bins(rois, (3, 2), 30, 40)) == (20, 30, 22, 40)
+    assert kernel._covered_box(*_expanded_bins(rois, (3, 2), 30, 40)) == (20, 30, 22, 40)
 
 
 def _expanded_bins(rois, size, H, W):
