@@ -431,10 +431,20 @@ def roi_pool_loop(
         convention), -1 where nothing was pooled.
     """
     _check_input(input)
+    if input.dtype in _LOW_PRECISION:  # as roi_pool: pooled in float32, returned in its dtype
+        as_float = [b.float() for b in boxes] if isinstance(boxes, (list, tuple)) else boxes.float()
+        pooled = roi_pool_loop(input.float(), as_float, output_size, spatial_scale, return_argmax)
+        if return_argmax:
+            return pooled[0].to(input.dtype), pooled[1]
+        return pooled.to(input.dtype)
     h, w = _output_size_pair(output_size)
     spatial_scale = _check_scale(spatial_scale)
     rois = _as_rois(input, boxes)
     N, C, H, W = input.shape
+    if h == 0 or w == 0:  # as torchvision: an empty result, still part of the autograd graph
+        out = input.new_zeros((rois.shape[0], C, h, w)) + input.reshape(-1)[:0].sum()
+        argmax = torch.zeros((rois.shape[0], C, h, w), dtype=torch.long)
+        return (out, argmax) if return_argmax else out
     real = {torch.float32: np.float32, torch.float64: np.float64}[input.dtype]
     scale = real(spatial_scale)  # the kernel's T spatial_scale
     corners = rois.cpu().numpy().astype(real)  # (K, 5)

@@ -502,6 +502,7 @@ def test_low_precision_input_matches_torchvision(dtype):
     else:
         theirs = torchvision.ops.roi_pool(x.float(), rois.float(), (3, 2), 1 / 8).to(dtype)
     assert ours.dtype == dtype and torch.equal(ours, theirs)
+    assert torch.equal(roi_pool_loop(x.detach(), rois, (3, 2), 1 / 8), theirs)
     grad = torch.randint(-3, 4, ours.shape, generator=g).to(dtype)  # exact sums in any order
     (ours_grad,) = torch.autograd.grad(ours, x, grad)
     (theirs_grad,) = torch.autograd.grad(theirs, x, grad)
