@@ -105,6 +105,11 @@ def _check_input(input: Tensor) -> None:
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
+def _float32(boxes):
+    """Tensor[K, 5] or a list of Tensor[L, 4] in float32 (exact for float16/bfloat16 corners)."""
+    return [b.float() for b in boxes] if isinstance(boxes, (list, tuple)) else boxes.float()
+
+
 def _check_scale(spatial_scale) -> float:
     if isinstance(spatial_scale, bool) or not isinstance(spatial_scale, (int, float)):
         raise TypeError(
@@ -274,10 +279,8 @@ def roi_pool(
     """
     _check_input(input)
     if input.dtype in _LOW_PRECISION:
-        as_float = [b.float() for b in boxes] if isinstance(boxes, (list, tuple)) else boxes.float()
-        return roi_pool(input.float(), as_float, output_size, spatial_scale, levels=levels).to(
-            input.dtype
-        )
+        pooled = roi_pool(input.float(), _float32(boxes), output_size, spatial_scale, levels=levels)
+        return pooled.to(input.dtype)
     h, w = _output_size_pair(output_size)
     levels = _check_table_levels(levels)
     spatial_scale = _check_scale(spatial_scale)
@@ -432,8 +435,9 @@ def roi_pool_loop(
     """
     _check_input(input)
     if input.dtype in _LOW_PRECISION:  # as roi_pool: pooled in float32, returned in its dtype
-        as_float = [b.float() for b in boxes] if isinstance(boxes, (list, tuple)) else boxes.float()
-        pooled = roi_pool_loop(input.float(), as_float, output_size, spatial_scale, return_argmax)
+        pooled = roi_pool_loop(
+            input.float(), _float32(boxes), output_size, spatial_scale, return_argmax
+        )
         if return_argmax:
             return pooled[0].to(input.dtype), pooled[1]
         return pooled.to(input.dtype)

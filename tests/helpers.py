@@ -1,4 +1,5 @@
-"""Small fixtures shared by the tests: a VOCdevkit tree written on the fly, the real photos."""
+"""Small fixtures shared by the tests: a VOCdevkit tree written on the fly, the real photos,
+detections and targets written as lists."""
 
 from __future__ import annotations
 
@@ -7,10 +8,30 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 MICRO = Path(os.environ.get("FASTRCNN_VOC_MICRO", REPO.parent / "shared" / "data" / "voc07-micro"))
+
+
+def det(boxes, scores, labels) -> dict:
+    """One image's detections from lists: boxes Tensor[D, 4], scores Tensor[D], labels Tensor[D]."""
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "scores": torch.tensor(scores, dtype=torch.float32),
+        "labels": torch.tensor(labels, dtype=torch.int64),
+    }
+
+
+def tgt(boxes, labels, difficult=None) -> dict:
+    """One image's target from lists: boxes Tensor[G, 4], labels Tensor[G], difficult Tensor[G]."""
+    difficult = [False] * len(labels) if difficult is None else difficult
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.tensor(labels, dtype=torch.int64),
+        "difficult": torch.tensor(difficult, dtype=torch.bool),
+    }
 
 
 def micro_root() -> Path:

@@ -28,26 +28,11 @@ from fastrcnn_lite.error_analysis import (
 from fastrcnn_lite.evaluate import evaluate_detections
 from fastrcnn_lite.voc import VOC_CLASSES
 
+from .helpers import det, tgt
+
 matplotlib.use("Agg")
 
 AB = ("A", "B")
-
-
-def det(boxes, scores, labels):
-    return {
-        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-        "scores": torch.tensor(scores, dtype=torch.float32),
-        "labels": torch.tensor(labels, dtype=torch.int64),
-    }
-
-
-def tgt(boxes, labels, difficult=None):
-    n = len(labels)
-    return {
-        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-        "labels": torch.tensor(labels, dtype=torch.int64),
-        "difficult": torch.tensor(difficult or [False] * n, dtype=torch.bool),
-    }
 
 
 # One image where every kind occurs exactly once among the detections of class A:

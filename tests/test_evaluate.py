@@ -23,26 +23,9 @@ from fastrcnn_lite.evaluate import (
 )
 from fastrcnn_lite.voc import VOCDataset
 
-from .helpers import REPO, write_voc_tree
+from .helpers import REPO, det, tgt, write_voc_tree
 
 CLASSES = ("cat", "dog")
-
-
-def det(boxes, scores, labels):
-    return {
-        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-        "scores": torch.tensor(scores, dtype=torch.float32),
-        "labels": torch.tensor(labels, dtype=torch.int64),
-    }
-
-
-def tgt(boxes, labels, difficult=None):
-    difficult = [False] * len(labels) if difficult is None else difficult
-    return {
-        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-        "labels": torch.tensor(labels, dtype=torch.int64),
-        "difficult": torch.tensor(difficult, dtype=torch.bool),
-    }
 
 
 A = [0.0, 0.0, 10.0, 10.0]

@@ -43,7 +43,8 @@ def execute(path: Path, timeout: int) -> float:
     os.environ.setdefault("FASTRCNN_PROFILE", "embedded")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # kernels: idle threads sleep, never spin
     # Notebook 07 saves the comparison report; only `make course` writes it into reports/.
-    os.environ.setdefault("FASTRCNN_REPORTS", tempfile.mkdtemp(prefix="fastrcnn-reports-"))
+    if not os.environ.get("FASTRCNN_REPORTS"):
+        os.environ["FASTRCNN_REPORTS"] = tempfile.mkdtemp(prefix="fastrcnn-reports-")
     start = time.perf_counter()
     ExecutePreprocessor(timeout=timeout, kernel_name="python3").preprocess(
         nb, {"metadata": {"path": str(path.parent)}}
