@@ -27,11 +27,13 @@ The data flow, and the module that implements each stage::
                                        (atomic files, digests, cache keys), cli.py (one-line user
                                        errors), progress.py, timing.py (test time per image)
 
-Teaching aids: viz.py (drawing), box_widgets.py, roi_widgets.py, widget_display.py (the
-interactive widgets), grading/ (the graded exercises' checkers), paper.py (the paper's numbers).
-Experiments: compare.py (the three systems side by side), ablations.py (the paper's ablations
-that need no retraining), profiling.py (where an iteration's time goes), bench.py and
-bench_detectors.py (``python -m fastrcnn_lite.bench``), workloads.py (their synthetic inputs).
+Teaching aids, in ``teaching/``: viz.py (drawing), box_widgets.py, roi_widgets.py,
+widget_display.py (the interactive widgets), grading/ (the graded exercises' checkers), paper.py
+(the paper's numbers). Experiments, in ``experiments/``: compare.py (the three systems side by
+side), ablations.py (the paper's ablations that need no retraining), profiling.py (where an
+iteration's time goes), bench_roi_pool.py and bench_detectors.py (run by ``python -m
+fastrcnn_lite.bench``, the command in bench.py), workloads.py (their synthetic inputs). The stages
+and systems import nothing from either sub-package.
 
 Shape letters used in every docstring and shape comment:
 

@@ -777,7 +777,7 @@ def save_samples_figure(
     """Save the first ``count`` trainval images with their boxes as a PNG (``assets/embedded_samples.png``)."""
     import matplotlib.pyplot as plt
 
-    from .viz import show_samples
+    from .teaching.viz import show_samples
     from .voc import VOCDataset
 
     dataset = VOCDataset(root, year, "trainval", classes=CLASSES)

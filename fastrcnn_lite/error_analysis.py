@@ -674,7 +674,7 @@ def draw_errors(ax, image, target: dict, detections: dict, breakdown: dict, imag
     """
     from matplotlib.patches import Patch
 
-    from .viz import draw_boxes
+    from .teaching.viz import draw_boxes
 
     draw_boxes(ax, image, target["boxes"], color="white", linewidth=1.0, show_text=False,
                difficult=torch.ones(len(target["boxes"]), dtype=torch.bool), title=title)  # fmt: skip

@@ -45,7 +45,7 @@ costs ``a * b`` lookups per bin. :func:`_choose_levels` evaluates every ``levels
 ``(1, 1)`` to the full table with the model ``cost = lookups + _BUILD_COST * cells built``
 (lookups summed over the bins; cells built = ``(levels_y * levels_x - 1)`` times the cells of
 the window) and takes the cheapest. ``_BUILD_COST`` and the crossover were measured with
-``python -m fastrcnn_lite.bench roi_pool_levels`` (forward CPU time with each table forced,
+``python -m fastrcnn_lite.experiments.bench_roi_pool roi_pool_levels`` (forward CPU time with each table forced,
 512 x 38 x 50 map, 7 x 7 bins, proposal-like boxes; 2 threads; a 2-core machine shared with
 other jobs)::
 

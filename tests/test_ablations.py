@@ -1,4 +1,4 @@
-"""The ablations without retraining (fastrcnn_lite.ablations): dense boxes by hand and against a
+"""The ablations without retraining (fastrcnn_lite.experiments.ablations): dense boxes by hand and against a
 slow loop, the verdict rule on hand-made intervals, each experiment against the package's own
 independent paths (fast_rcnn.detect, truncated_svd, proposal_recall, evaluate), and the cache."""
 
@@ -11,10 +11,10 @@ import warnings
 import pytest
 import torch
 
-from fastrcnn_lite import ablations
-from fastrcnn_lite.ablations import VERDICTS, dense_boxes, verdict
 from fastrcnn_lite.boxes import box_iou
 from fastrcnn_lite.evaluate import evaluate_detections
+from fastrcnn_lite.experiments import ablations
+from fastrcnn_lite.experiments.ablations import VERDICTS, dense_boxes, verdict
 from fastrcnn_lite.fast_rcnn import detect
 from fastrcnn_lite.proposals import proposal_recall
 from fastrcnn_lite.svd import truncated_svd

@@ -12,13 +12,13 @@ import pytest
 import torch
 from torch import nn
 
-from fastrcnn_lite.bench_detectors import (
+from fastrcnn_lite.bench import main
+from fastrcnn_lite.experiments.bench_detectors import (
     bench_detectors,
     build_detectors,
     count_macs,
     format_mac_budget,
     mac_budget,
-    main,
     speedup_line,
 )
 
@@ -120,7 +120,7 @@ def test_sppnet_forward_is_the_pyramid_of_one_conv_pass():
 
 
 def test_smoke_run_in_process(capsys):
-    assert main([*SMALL, "--rcnn-sample", "10"]) == 0
+    assert main(["detectors", *SMALL, "--rcnn-sample", "10"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert LAST_LINE.match(out[-1]), out[-1]
     text = "\n".join(out)

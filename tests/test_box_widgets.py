@@ -1,4 +1,4 @@
-"""The IoU widget of notebook 00 (fastrcnn_lite.box_widgets): its first view, its bounds, its legend.
+"""The IoU widget of notebook 00 (fastrcnn_lite.teaching.box_widgets): its first view, its bounds, its legend.
 
 nbval cannot move a slider, so the widget's callbacks are driven here directly; the real widget in
 JupyterLab is driven by tests/test_browser.py.
@@ -15,12 +15,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import PIL.Image  # noqa: E402
 import pytest  # noqa: E402
 
-from fastrcnn_lite.box_widgets import BOX_A, START_B, draw_iou  # noqa: E402
+from fastrcnn_lite.teaching.box_widgets import BOX_A, START_B, draw_iou  # noqa: E402
 
 widgets = pytest.importorskip("ipywidgets")
 
-from fastrcnn_lite.box_widgets import iou_widget  # noqa: E402
-from fastrcnn_lite.widget_display import RUN_NOTE  # noqa: E402
+from fastrcnn_lite.teaching.box_widgets import iou_widget  # noqa: E402
+from fastrcnn_lite.teaching.widget_display import RUN_NOTE  # noqa: E402
 
 
 def test_first_view_is_the_hand_worked_case():

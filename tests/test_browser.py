@@ -48,7 +48,7 @@ pytest.importorskip("playwright", reason="the browser tests need playwright (tes
 pytest.importorskip("pytest_playwright", reason="the browser tests need pytest-playwright")
 
 from fastrcnn_lite.roi_pool import roi_pool  # noqa: E402
-from fastrcnn_lite.roi_widgets import (  # noqa: E402
+from fastrcnn_lite.teaching.roi_widgets import (  # noqa: E402
     IMAGE_SIZE,
     demo_feature_map,
     feature_size,
@@ -511,8 +511,8 @@ import nbformat, nbclient
 nb = nbformat.v4.new_notebook()
 nb.metadata.kernelspec = {{"name": "python3", "display_name": "Python 3", "language": "python"}}
 nb.cells = [nbformat.v4.new_code_cell(s) for s in (
-    "from fastrcnn_lite.box_widgets import iou_widget\\niou_widget()",
-    "from fastrcnn_lite.roi_widgets import roi_pool_widget\\nroi_pool_widget()",
+    "from fastrcnn_lite.teaching.box_widgets import iou_widget\\niou_widget()",
+    "from fastrcnn_lite.teaching.roi_widgets import roi_pool_widget\\nroi_pool_widget()",
     "from fastrcnn_lite.progress import tqdm\\nfor _ in tqdm(range(4), desc='train'):\\n    pass",
 )]
 nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute()

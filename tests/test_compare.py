@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from fastrcnn_lite.compare import (
+from fastrcnn_lite.experiments.compare import (
     SYSTEMS,
     _time_all,
     add_speedups,
@@ -27,7 +27,7 @@ from fastrcnn_lite.compare import (
     plot_side_by_side,
     save_report,
 )
-from fastrcnn_lite.paper import TABLE4_VGG16
+from fastrcnn_lite.teaching.paper import TABLE4_VGG16
 
 from .helpers import REPO
 
@@ -177,7 +177,7 @@ def test_plot_shows_ours_and_the_paper():
 
 
 def test_ratio_labels():
-    from fastrcnn_lite.compare import _ratio
+    from fastrcnn_lite.experiments.compare import _ratio
 
     assert [_ratio(v) for v in (0.0305, 0.76, 1.07, 9.96, 146.2)] == [
         "0.03x",
@@ -312,8 +312,8 @@ def test_map_difference_by_hand():
 
 def test_bootstrap_draw_scores_like_evaluating_the_drawn_images():
     """A draw's mAP from the once-computed matches equals evaluate_detections on the drawn list."""
-    from fastrcnn_lite.compare import _ranked_matches, _weighted_map
     from fastrcnn_lite.evaluate import evaluate_detections
+    from fastrcnn_lite.experiments.compare import _ranked_matches, _weighted_map
 
     gen = torch.Generator().manual_seed(0)
     classes, n = ("circle", "square", "star"), 12
@@ -366,8 +366,8 @@ def test_compare_detectors_wants_a_config():
 
 def test_compare_detectors_end_to_end_with_untrained_systems(tmp_path, monkeypatch):
     """The whole pipeline on a tiny VOC tree, with random-weight systems in place of trained ones."""
-    import fastrcnn_lite.compare as compare_module
     import fastrcnn_lite.detector as detector_module
+    import fastrcnn_lite.experiments.compare as compare_module
     from fastrcnn_lite.backbones import small_backbone
     from fastrcnn_lite.config import Config
     from fastrcnn_lite.evaluate import evaluate_detections

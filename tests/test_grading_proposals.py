@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from fastrcnn_lite import grading
 from fastrcnn_lite.boxes import box_iou
 from fastrcnn_lite.proposals import proposal_recall
+from fastrcnn_lite.teaching import grading
 
 
 def _recall(proposals_list, targets, iou_thresh, *, pooled=True, skip_difficult=True, op=">="):

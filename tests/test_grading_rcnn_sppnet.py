@@ -4,12 +4,12 @@ rejects a plausible wrong answer, naming the case it fails on."""
 import pytest
 import torch
 
-from fastrcnn_lite import grading
 from fastrcnn_lite.boxes import box_iou, encode_boxes
-from fastrcnn_lite.grading import GradingError
 from fastrcnn_lite.region_heads import regression_targets
 from fastrcnn_lite.roi_pool import roi_pool, spatial_pyramid_pool
 from fastrcnn_lite.svm import mine_hard_negatives
+from fastrcnn_lite.teaching import grading
+from fastrcnn_lite.teaching.grading import GradingError
 from fastrcnn_lite.warp import warp_regions
 
 

@@ -7,7 +7,7 @@ The same tool on the real notebooks, with a kernel, is tests/test_student_notebo
 import nbformat
 import pytest
 
-from fastrcnn_lite.grading.core import Exercise
+from fastrcnn_lite.teaching.grading.core import Exercise
 
 from . import student_tool
 
@@ -205,7 +205,7 @@ DECODE_CELL = NMS_CELL.replace("nms(boxes, scores, t)", "decode(boxes, deltas)")
 
 def test_score_submission_restores_grader_cells_and_counts_registered_points(tmp_path):
     reference = notebook(
-        "from fastrcnn_lite import grading",
+        "from fastrcnn_lite.teaching import grading",
         IOU_CELL,
         "print(grading.check_iou_single(iou))",
         NMS_CELL,

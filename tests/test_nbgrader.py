@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from fastrcnn_lite.grading import EXERCISES
+from fastrcnn_lite.teaching.grading import EXERCISES
 
 from . import student_tool
 from .helpers import REPO

@@ -1,11 +1,11 @@
-"""Profiling (fastrcnn_lite.profiling): every stage timed, shares summing to 1, the chart drawn."""
+"""Profiling (fastrcnn_lite.experiments.profiling): every stage timed, shares summing to 1, the chart drawn."""
 
 import math
 
 import pytest
 import torch
 
-from fastrcnn_lite.profiling import (
+from fastrcnn_lite.experiments.profiling import (
     TEST_STAGES,
     TRAIN_STAGES,
     format_profile,

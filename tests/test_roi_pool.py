@@ -12,8 +12,10 @@ import pytest
 import torch
 import torchvision
 
-from fastrcnn_lite.bench import bench_roi_pool, main, proposal_like_boxes
+from fastrcnn_lite.bench import main
 from fastrcnn_lite.boxes import boxes_to_rois
+from fastrcnn_lite.experiments.bench_roi_pool import bench_roi_pool
+from fastrcnn_lite.experiments.workloads import proposal_like_boxes
 from fastrcnn_lite.roi_pool import (
     RoIPool,
     SpatialPyramidPool,

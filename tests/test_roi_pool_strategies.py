@@ -12,8 +12,10 @@ import pytest
 import torch
 import torchvision
 
-from fastrcnn_lite.bench import bench_roi_pool_levels, main, proposal_like_boxes
+from fastrcnn_lite.bench import main
 from fastrcnn_lite.boxes import boxes_to_rois
+from fastrcnn_lite.experiments.bench_roi_pool import bench_roi_pool_levels
+from fastrcnn_lite.experiments.workloads import proposal_like_boxes
 from fastrcnn_lite.roi_pool import roi_bin_edges, roi_pool, roi_pool_loop
 
 # The package re-exports the function roi_pool, which shadows the submodule's attribute name.
@@ -180,7 +182,7 @@ def test_levels_argument_errors():
 
 
 def test_bench_three_workloads_and_levels_run(capsys):
-    from fastrcnn_lite.bench import bench_roi_pool
+    from fastrcnn_lite.experiments.bench_roi_pool import bench_roi_pool
 
     lines = []
     results = bench_roi_pool(repeats=1, loop_rois=1, channels=2, threads=1, print_fn=lines.append)

@@ -1,4 +1,4 @@
-"""The RoI pooling widget's state and drawing functions (fastrcnn_lite.roi_widgets), tested directly.
+"""The RoI pooling widget's state and drawing functions (fastrcnn_lite.teaching.roi_widgets), tested directly.
 
 nbval cannot move a slider, so the functions behind the sliders are checked here against
 torchvision.ops.roi_pool, hand-worked grids and the package's own backward.
@@ -23,8 +23,8 @@ from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from fastrcnn_lite import roi_widgets as rw  # noqa: E402
-from fastrcnn_lite.roi_widgets import (  # noqa: E402
+from fastrcnn_lite.teaching import roi_widgets as rw  # noqa: E402
+from fastrcnn_lite.teaching.roi_widgets import (  # noqa: E402
     demo_feature_map,
     draw_roi_backward_view,
     draw_roi_pool_view,
@@ -280,7 +280,7 @@ def test_roi_backward_widget_bins_follow_the_grid():
 
 def test_widgets_display_a_picture_and_no_widget_repr():
     pytest.importorskip("ipywidgets")
-    from fastrcnn_lite.widget_display import RUN_NOTE
+    from fastrcnn_lite.teaching.widget_display import RUN_NOTE
 
     for ui in (rw.roi_pool_widget(), rw.roi_backward_widget(BOXES)):
         bundle = ui._repr_mimebundle_()

@@ -7,7 +7,7 @@ real kernel per notebook, started in notebooks/ like nbval's: the notebook's fir
 with the grader's GradingError "not answered yet", not crash elsewhere), then the reference
 solution put back into the student cell and the grader cell again (which must print the grader's
 success line, the one stored in the committed notebook). The registry
-``fastrcnn_lite.grading.EXERCISES``, the notebooks' grader cells, the "(N points)" the exercise
+``fastrcnn_lite.teaching.grading.EXERCISES``, the notebooks' grader cells, the "(N points)" the exercise
 headings promise and the README's exercise table must all agree.
 """
 
@@ -20,7 +20,7 @@ import nbformat
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-from fastrcnn_lite.grading import EXERCISES
+from fastrcnn_lite.teaching.grading import EXERCISES
 
 from . import student_tool
 from .helpers import REPO
@@ -102,7 +102,7 @@ def test_registry_and_notebook_grader_cells_match_one_to_one():
     ]
     problems += [
         f"{places[0]} calls grading.{grader}, which is not registered with @exercise and "
-        "imported in fastrcnn_lite/grading/__init__.py"
+        "imported in fastrcnn_lite/teaching/grading/__init__.py"
         for grader, places in used.items()
         if grader not in EXERCISES
     ]

@@ -13,7 +13,7 @@ import torch  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from fastrcnn_lite import viz  # noqa: E402
+from fastrcnn_lite.teaching import viz  # noqa: E402
 from fastrcnn_lite.voc import VOCDataset  # noqa: E402
 
 from .helpers import micro_root  # noqa: E402

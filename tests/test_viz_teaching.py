@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from fastrcnn_lite import viz  # noqa: E402
+from fastrcnn_lite.teaching import viz  # noqa: E402
 
 
 def _label_extents(fig, ax):

@@ -8,8 +8,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from fastrcnn_lite import boxes, grading  # noqa: E402
-from fastrcnn_lite.box_widgets import draw_iou, iou_parts, iou_widget  # noqa: E402
+from fastrcnn_lite import boxes  # noqa: E402
+from fastrcnn_lite.teaching import grading  # noqa: E402
+from fastrcnn_lite.teaching.box_widgets import draw_iou, iou_parts, iou_widget  # noqa: E402
 
 
 def test_iou_parts_hand_worked():

@@ -25,7 +25,7 @@ then answer "not answered yet" until the learner writes the function.
 
 ``--nbgrader-source`` writes the committed notebooks, solutions kept, with the cell metadata
 nbgrader needs (solution cells, and grader cells as autograded tests worth the points registered
-in ``fastrcnn_lite.grading.EXERCISES``), ready for ``nbgrader generate_assignment``. The
+in ``fastrcnn_lite.teaching.grading.EXERCISES``), ready for ``nbgrader generate_assignment``. The
 committed notebooks carry no nbgrader metadata. docs/INSTRUCTORS.md explains both routes.
 """
 
@@ -202,7 +202,7 @@ def nbgrader_notebook(
 
     Solution cells become ``solution`` cells; grader cells become autograded ``grade`` cells
     worth the exercise's registered points (a grader cell that raises scores 0). Other cells are
-    left as they are. ``exercises`` defaults to ``fastrcnn_lite.grading.EXERCISES``.
+    left as they are. ``exercises`` defaults to ``fastrcnn_lite.teaching.grading.EXERCISES``.
     """
     registry = _registry() if exercises is None else exercises
     nb = copy.deepcopy(nb)
@@ -211,7 +211,7 @@ def nbgrader_notebook(
             raise ValueError(
                 f"{name}, cell {ex.grader_cell}: grading.{ex.grader} is not a registered exercise; "
                 "decorate it with @exercise(notebook, points, task) and import it in "
-                "fastrcnn_lite/grading/__init__.py."
+                "fastrcnn_lite/teaching/grading/__init__.py."
             )
         nb.cells[ex.solution_cell].metadata["nbgrader"] = {
             "grade": False,
@@ -237,7 +237,7 @@ def nbgrader_notebook(
 
 
 def _registry() -> dict:
-    from fastrcnn_lite.grading import EXERCISES
+    from fastrcnn_lite.teaching.grading import EXERCISES
 
     return EXERCISES
 

@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..boxes import box_iou, decode_boxes, encode_boxes
-from ..detect import postprocess_detections
-from ..losses import fast_rcnn_loss
-from ..sampling import sample_rois
-from ..svd import svd_linear
+from ...boxes import box_iou, decode_boxes, encode_boxes
+from ...detect import postprocess_detections
+from ...losses import fast_rcnn_loss
+from ...sampling import sample_rois
+from ...svd import svd_linear
 from .boxes import random_boxes
 from .core import Case, differ, exercise, grade
 

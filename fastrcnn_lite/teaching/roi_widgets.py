@@ -25,7 +25,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from torch import Tensor
 
-from .roi_pool import roi_bin_edges, roi_cells, roi_pool, roi_pool_loop
+from ..roi_pool import roi_bin_edges, roi_cells, roi_pool, roi_pool_loop
 
 __all__ = [
     "demo_feature_map",

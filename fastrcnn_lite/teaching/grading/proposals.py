@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..proposals import proposal_recall
+from ...proposals import proposal_recall
 from .boxes import random_boxes
 from .core import Case, exercise, grade
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..roi_pool import spatial_pyramid_pool
+from ...roi_pool import spatial_pyramid_pool
 from .core import Case, exercise, grade
 
 __all__ = ["check_spp_one_roi"]

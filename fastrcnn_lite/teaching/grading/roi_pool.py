@@ -23,7 +23,7 @@ import torch
 import torchvision
 from torch import Tensor
 
-from ..roi_pool import roi_pool
+from ...roi_pool import roi_pool
 from .core import Case, describe, differ, exercise, grade
 
 __all__ = ["check_roi_pool_forward", "check_roi_pool_backward", "roi_pool_cases"]

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..boxes import box_iou, decode_boxes, encode_boxes, nms
+from ...boxes import box_iou, decode_boxes, encode_boxes, nms
 from .core import Case, exercise, grade
 
 __all__ = ["check_iou_single", "check_nms", "check_encode", "check_decode"]

@@ -31,7 +31,7 @@ Conventions of the measurements, as in the paper:
 * **Disk** is the size of the training-feature cache each system writes (R-CNN: pool5 of every
   box; SPPnet: the conv map of every image; Fast R-CNN: none).
 
-:func:`comparison_table` puts the paper's Table 4 (VGG16 on VOC07, ``fastrcnn_lite.paper``)
+:func:`comparison_table` puts the paper's Table 4 (VGG16 on VOC07, ``fastrcnn_lite.teaching.paper``)
 next to the measurements; :func:`plot_comparison` draws them; :func:`save_report` writes
 ``reports/comparison.json`` and ``reports/comparison.png`` for the summary page of ``make course``.
 """
@@ -47,15 +47,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .config import Config, resolve_path
-from .data import load_datasets
-from .detector import INFO_KEYS, SYSTEMS, load_or_train
-from .evaluate import evaluate_detections, precision_recall, voc_ap
-from .fast_rcnn import resolve_device
-from .paper import TABLE4_VGG16
-from .progress import tqdm
-from .proposals import load_proposals
-from .timing import time_per_image
+from ..config import Config, resolve_path
+from ..data import load_datasets
+from ..detector import INFO_KEYS, SYSTEMS, load_or_train
+from ..evaluate import evaluate_detections, precision_recall, voc_ap
+from ..fast_rcnn import resolve_device
+from ..progress import tqdm
+from ..proposals import load_proposals
+from ..teaching.paper import TABLE4_VGG16
+from ..timing import time_per_image
 
 __all__ = [
     "SYSTEMS",
@@ -567,7 +567,7 @@ def plot_side_by_side(
     """
     import matplotlib.pyplot as plt
 
-    from .viz import draw_boxes
+    from ..teaching.viz import draw_boxes
 
     _check_result(result)
     thresholds = {**DISPLAY_THRESH, **(thresholds or {})}

@@ -25,7 +25,7 @@ Conventions:
   and fc7; a proposal subset is a subset of the pooled boxes), which gives the same detections as
   running each variant alone. Single test scale only (``model.test_scales`` of length 1).
 * **Intervals.** Every comparison is paired over the test images and comes with a 95% bootstrap
-  interval (200 draws): mAP differences from :func:`fastrcnn_lite.compare.map_difference`;
+  interval (200 draws): mAP differences from :func:`fastrcnn_lite.experiments.compare.map_difference`;
   AR differences and time ratios from the same draws of images, made here.
 * **Time** is :mod:`fastrcnn_lite.timing`'s test time per image (the median over images,
   variants interleaved image by image, decoding and proposals outside the clock) on the first
@@ -67,24 +67,24 @@ from types import SimpleNamespace
 import torch
 from torch import Tensor
 
-from .boxes import decode_boxes
-from .checkpoint import cache_path, module_digest, proposals_digest, write_json
+from ..boxes import decode_boxes
+from ..checkpoint import cache_path, module_digest, proposals_digest, write_json
+from ..config import Config
+from ..detect import postprocess_detections
+from ..detector import SYSTEMS
+from ..evaluate import evaluate_detections
+from ..fast_rcnn import FastRCNN
+from ..progress import tqdm
+from ..proposals import proposal_recall
+from ..region_heads import SVM_SCORE_THRESH, SVMRegions
+from ..regions import check_proposals, dataset_key, load_image, load_target
+from ..svd import truncated_svd
+from ..svm import train_svms
+from ..teaching.paper import FIG2_SVD, FIG3_PROPOSALS, TABLE8_SOFTMAX_SVM
+from ..timing import time_per_image
+from ..transforms import resize, scale_factor
+from ..voc import gt_for_training
 from .compare import map_difference, reports_folder
-from .config import Config
-from .detect import postprocess_detections
-from .detector import SYSTEMS
-from .evaluate import evaluate_detections
-from .fast_rcnn import FastRCNN
-from .paper import FIG2_SVD, FIG3_PROPOSALS, TABLE8_SOFTMAX_SVM
-from .progress import tqdm
-from .proposals import proposal_recall
-from .region_heads import SVM_SCORE_THRESH, SVMRegions
-from .regions import check_proposals, dataset_key, load_image, load_target
-from .svd import truncated_svd
-from .svm import train_svms
-from .timing import time_per_image
-from .transforms import resize, scale_factor
-from .voc import gt_for_training
 
 __all__ = [
     "VERDICTS",
@@ -193,10 +193,10 @@ def map_interval(
     seed: int = 0,
 ) -> dict:
     """VOC07 mAP of ``detections`` minus that of ``reference`` (the same test images) with the
-    paired bootstrap interval of :func:`fastrcnn_lite.compare.map_difference`: ``difference``,
+    paired bootstrap interval of :func:`fastrcnn_lite.experiments.compare.map_difference`: ``difference``,
     ``low``, ``high``, ``level``, ``rounds``, ``fraction_above_zero``.
 
-    An adapter: ``map_difference`` reads a :func:`~fastrcnn_lite.compare.compare_detectors`
+    An adapter: ``map_difference`` reads a :func:`~fastrcnn_lite.experiments.compare.compare_detectors`
     result (four systems); here two lists of detections fill one.
     """
     result = {
@@ -613,7 +613,7 @@ def _row(experiment: str, ours: str, paper: str, interval: dict, paper_differenc
 def save_report(rows: list[dict[str, str]], folder: str | Path | None = None) -> Path:
     """Write the rows of :func:`ablation_table` as ``ablations.json`` ({"rows": [...]}).
 
-    folder: default :func:`fastrcnn_lite.compare.reports_folder` (``reports/`` in ``make
+    folder: default :func:`fastrcnn_lite.experiments.compare.reports_folder` (``reports/`` in ``make
     course``, whose summary page shows the table). Returns the path.
     """
     folder = reports_folder() if folder is None else Path(folder)
@@ -625,9 +625,9 @@ def ablation_table(
     svd: dict | None = None, proposals: dict | None = None, svm: dict | None = None
 ) -> list[dict[str, str]]:
     """One row per comparison of the three experiments (any of them may be None): the experiment,
-    ours, the paper's (``fastrcnn_lite.paper``), our difference with its interval, the paper's
+    ours, the paper's (``fastrcnn_lite.teaching.paper``), our difference with its interval, the paper's
     difference and the verdict (:func:`verdict`). mAP as a fraction (the paper's / 100), times as
-    a relative change. Format with ``fastrcnn_lite.compare.format_markdown``."""
+    a relative change. Format with ``fastrcnn_lite.experiments.compare.format_markdown``."""
     rows = []
     if svd is not None:
         by_rank = {c["fc6_rank"]: c for c in svd["curve"]}

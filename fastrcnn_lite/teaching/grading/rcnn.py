@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import torch
 
-from ..region_heads import regression_targets
-from ..svm import EASY_NEGATIVE_THRESH, HARD_NEGATIVE_THRESH, mine_hard_negatives
-from ..warp import warp_regions
+from ...region_heads import regression_targets
+from ...svm import EASY_NEGATIVE_THRESH, HARD_NEGATIVE_THRESH, mine_hard_negatives
+from ...warp import warp_regions
 from .boxes import random_boxes
 from .core import Case, describe, differ, exercise, grade
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..evaluate import match_detections, voc_ap
+from ...evaluate import match_detections, voc_ap
 from .core import Case, exercise, grade
 
 __all__ = ["check_match_detections", "check_voc_ap_07", "check_voc_ap_area"]

@@ -1,7 +1,7 @@
 """Synthetic inputs the benchmarks share: boxes spread like selective-search proposals.
 
 Data-flow stage: **proposals**, made up (no image is segmented): the RoI pooling benchmark
-(``fastrcnn_lite.bench``), the detector benchmark (``fastrcnn_lite.bench_detectors``), notebook
+(``fastrcnn_lite.experiments.bench_roi_pool``), the detector benchmark (``fastrcnn_lite.experiments.bench_detectors``), notebook
 04 and the tests draw their workloads here, so neither benchmark imports the other. Taught in
 ``notebooks/04_roi_pooling.ipynb``.
 """

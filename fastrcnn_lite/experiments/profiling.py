@@ -21,7 +21,7 @@ flipping, batching), ``conv`` (the backbone body), ``sampling`` (RoI sampling, s
 
 Usage (in a notebook)::
 
-    from fastrcnn_lite.profiling import plot_profile, profile_fast_rcnn
+    from fastrcnn_lite.experiments.profiling import plot_profile, profile_fast_rcnn
 
     profile = profile_fast_rcnn(cfg, train_ds, train_props, test_ds, test_props)
     plot_profile(profile)
@@ -37,7 +37,7 @@ import time
 import torch
 from torch import Tensor, nn
 
-from .config import Config
+from ..config import Config
 
 __all__ = ["TRAIN_STAGES", "TEST_STAGES", "profile_fast_rcnn", "plot_profile", "format_profile"]
 
@@ -139,9 +139,9 @@ def profile_fast_rcnn(
         fraction of the sum of the medians}, summing to 1), ``total`` (that sum, seconds) and
         ``runs``; and ``threads`` (torch CPU threads), ``device``.
     """
-    from .fast_rcnn import build_fast_rcnn, max_size_for, resolve_device
-    from .sampling import ImageSampler
-    from .train import _set_lr, build_optimizer, lr_at, training_example
+    from ..fast_rcnn import build_fast_rcnn, max_size_for, resolve_device
+    from ..sampling import ImageSampler
+    from ..train import _set_lr, build_optimizer, lr_at, training_example
 
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1 (timed runs per stage); got {repeats}.")

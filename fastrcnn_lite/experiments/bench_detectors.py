@@ -26,7 +26,7 @@ three, and are not timed: with random weights they would not cost what they cost
 weights offline, and speed does not depend on them); the images are embedded-dataset images
 stretched to a VOC photo's shape at the test scale (600 x 800, so the detectors' own resize is a
 no-op); the proposals are random boxes spread like selective search's
-(``fastrcnn_lite.workloads.proposal_like_boxes``). R-CNN is timed on ``--rcnn-sample`` of the
+(``fastrcnn_lite.experiments.workloads.proposal_like_boxes``). R-CNN is timed on ``--rcnn-sample`` of the
 proposals and its time scaled linearly to P (its cost is P independent forward passes); the
 output says so. Each figure is ``fastrcnn_lite.timing``'s: the median over the (image, repeat)
 pairs, the systems interleaved image by image, synchronised on CUDA. The multiply-accumulate
@@ -37,27 +37,25 @@ warm-up), so the measured speedups can be checked against the arithmetic. The la
 
 from __future__ import annotations
 
-import argparse
 import copy
-import sys
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import Backbone, new_backbone
-from .config import Config
-from .detector import Detector, with_svd
-from .embedded import render_image
-from .fast_rcnn import build_fast_rcnn
-from .rcnn import RCNN
-from .region_heads import SVMDetector
-from .roi_pool import SpatialPyramidPool
-from .sppnet import SPPNet, spp_fc
-from .svm import BoxRegressors, LinearSVMs
-from .timing import time_per_image
-from .train import DEFAULT_TRAINABLE_FROM
+from ..backbones import Backbone, new_backbone
+from ..config import Config
+from ..detector import Detector, with_svd
+from ..embedded import render_image
+from ..fast_rcnn import build_fast_rcnn
+from ..rcnn import RCNN
+from ..region_heads import SVMDetector
+from ..roi_pool import SpatialPyramidPool
+from ..sppnet import SPPNet, spp_fc
+from ..svm import BoxRegressors, LinearSVMs
+from ..timing import time_per_image
+from ..train import DEFAULT_TRAINABLE_FROM
 from .workloads import proposal_like_boxes
 
 __all__ = [
@@ -68,7 +66,6 @@ __all__ = [
     "format_mac_budget",
     "bench_detectors",
     "speedup_line",
-    "main",
 ]
 
 BACKBONES = ("vgg16", "alexnet", "small")
@@ -399,84 +396,3 @@ def bench_detectors(
         "rcnn_scale": rcnn_scale,
         "line": line,
     }
-
-
-def _parse_args(argv):
-    p = argparse.ArgumentParser(
-        prog="python -m fastrcnn_lite.bench detectors",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--proposals",
-        type=int,
-        default=2000,
-        help="proposals per image (default 2000, as in the paper)",
-    )
-    p.add_argument(
-        "--backbone",
-        choices=BACKBONES,
-        default="vgg16",
-        help="vgg16 (L, default), alexnet (S), small (the course's)",
-    )
-    p.add_argument(
-        "--scale", type=int, default=600, help="shorter side of the test image (default 600)"
-    )
-    p.add_argument(
-        "--max-size", type=int, default=1000, help="cap on the longer side (default 1000)"
-    )
-    p.add_argument("--images", type=int, default=2, help="test images (default 2)")
-    p.add_argument(
-        "--rcnn-sample",
-        type=int,
-        default=64,
-        help="proposals R-CNN is timed on, scaled linearly (default 64)",
-    )
-    p.add_argument(
-        "--rcnn-batch",
-        type=int,
-        default=32,
-        help="warped crops per R-CNN forward pass (default 32)",
-    )
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=3,
-        help="timed runs per system; the median is reported (default 3)",
-    )
-    p.add_argument(
-        "--svd-ranks",
-        type=int,
-        nargs=2,
-        metavar=("FC6", "FC7"),
-        help="truncated SVD ranks (default 1024 256; 64 32 for small)",
-    )
-    p.add_argument(
-        "--threads", type=int, default=2, help="torch CPU threads (default 2: this machine's cores)"
-    )
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    return p.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m fastrcnn_lite.bench detectors [options]`` (see the module docstring)."""
-    args = _parse_args(argv)
-    if args.threads < 1:
-        raise SystemExit(f"--threads must be >= 1; got {args.threads}.")
-    torch.set_num_threads(args.threads)
-    try:
-        bench_detectors(
-            backbone=args.backbone, proposals=args.proposals, scale=args.scale, max_size=args.max_size,
-            images=args.images, rcnn_sample=args.rcnn_sample, repeats=args.repeats, rcnn_batch=args.rcnn_batch,
-            device=args.device, svd_ranks=tuple(args.svd_ranks) if args.svd_ranks else None,
-        )  # fmt: skip
-    except ValueError as e:
-        print(f"python -m fastrcnn_lite.bench detectors: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    from fastrcnn_lite.cli import run
-
-    run(main)

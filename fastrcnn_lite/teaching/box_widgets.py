@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.patches import Rectangle
 
-from .boxes import box_area, box_iou
+from ..boxes import box_area, box_iou
 
 __all__ = ["BOX_A", "START_B", "iou_parts", "draw_iou", "iou_widget"]
 

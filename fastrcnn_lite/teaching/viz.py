@@ -292,7 +292,7 @@ def show_proposals(
         The Figure; its last panel shows the gt boxes (thick) and, for each, the proposal with
         the highest IoU, labelled with that IoU.
     """
-    from .boxes import box_iou  # the drawing module needs boxes only here
+    from ..boxes import box_iou  # the drawing module needs boxes only here
 
     fig, axes = plt.subplots(1, len(top) + 1, figsize=figsize, squeeze=False)
     axes = axes[0]
@@ -422,7 +422,7 @@ def plot_precision_recall(
     Returns:
         The Axes.
     """
-    from .evaluate import voc_ap
+    from ..evaluate import voc_ap
 
     recall = torch.as_tensor(recall, dtype=torch.float64).flatten()  # (D,)
     precision = torch.as_tensor(precision, dtype=torch.float64).flatten()  # (D,)
