@@ -12,8 +12,9 @@ origin at the top-left corner of the top-left pixel, so a box covering pixel col
 
 VOC annotations use 1-based *inclusive* pixel indices: ``xmin = 1, xmax = 10`` covers the
 same ten columns. :func:`voc_to_xyxy` and :func:`xyxy_to_voc` convert between the two; the VOC
-reader and the results-file writer are their only callers. With this convention the VOC
-evaluation code's ``(x2 - x1 + 1) * (y2 - y1 + 1)`` areas become plain ``(x2 - x1) * (y2 - y1)``.
+reader and the VOC results files (``voc_results.py``) are their only callers. With this
+convention the VOC evaluation code's ``(x2 - x1 + 1) * (y2 - y1 + 1)`` areas become plain
+``(x2 - x1) * (y2 - y1)``.
 
 Box deltas (R-CNN appendix C, Fast R-CNN eq. 3)
 -----------------------------------------------
@@ -50,7 +51,10 @@ BOX_DELTA_CLAMP = math.log(1000.0 / 16)
 
 
 def check_boxes(boxes: Tensor, name: str = "boxes") -> None:
-    """Raise a teaching error unless ``boxes`` is a floating Tensor[G, 4]."""
+    """Raise a teaching error unless ``boxes`` is a floating Tensor[G, 4].
+
+    No notebook: every stage checks its box arguments with it (``name`` names the argument).
+    """
     if not isinstance(boxes, Tensor):
         raise TypeError(
             f"{name} must be a torch.Tensor[G, 4] (x1, y1, x2, y2); got {type(boxes).__name__}."
@@ -71,7 +75,7 @@ def check_boxes(boxes: Tensor, name: str = "boxes") -> None:
 
 
 def box_area(boxes: Tensor) -> Tensor:
-    """Area of each box.
+    """Area of each box. Notebook 00 measures the objects' sizes with it.
 
     Args:
         boxes (Tensor[G, 4]): (x1, y1, x2, y2), continuous pixels.
@@ -92,7 +96,7 @@ def _upcast(t: Tensor) -> Tensor:
 
 
 def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """Intersection over union of every pair of boxes.
+    """Intersection over union of every pair of boxes. Notebook 00 teaches it.
 
     Args:
         boxes1 (Tensor[A, 4]): (x1, y1, x2, y2).
@@ -115,7 +119,7 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
 
 
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
-    """Greedy non-maximum suppression.
+    """Greedy non-maximum suppression. Notebook 00 teaches it.
 
     Repeatedly keep the highest-scoring box left and drop every remaining box whose IoU with
     it is above ``iou_threshold``. As in torchvision's kernel, the IoU is computed in the boxes'
@@ -152,6 +156,15 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
 def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float) -> Tensor:
     """NMS run independently per class (boxes of different labels never suppress each other).
 
+    Notebook 06 uses it in its detection step, as
+    :func:`~fastrcnn_lite.detect.postprocess_detections` does.
+
+    Args:
+        boxes (Tensor[P, 4]): (x1, y1, x2, y2).
+        scores (Tensor[P]): one score per box.
+        labels (Tensor[P] int64): the class of each box.
+        iou_threshold (float): boxes of one class with IoU > this are suppressed.
+
     Returns:
         Tensor[M] int64: kept indices in decreasing score order.
     """
@@ -164,7 +177,10 @@ def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: fl
 
 
 def clip_boxes_to_image(boxes: Tensor, size: tuple[int, int]) -> Tensor:
-    """Clip boxes to an image of ``size = (height, width)``: x in [0, width], y in [0, height]."""
+    """Clip boxes to an image of ``size = (height, width)``: x in [0, width], y in [0, height].
+
+    Notebook 06 uses it in its detection step. ``boxes`` is Tensor[G, 4]; returns Tensor[G, 4].
+    """
     check_boxes(boxes)
     height, width = size
     x = boxes[:, 0::2].clamp(0, width)  # (G, 2)
@@ -173,14 +189,18 @@ def clip_boxes_to_image(boxes: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
-    """Indices of the boxes whose width and height are both at least ``min_size`` pixels."""
+    """Indices of the boxes whose width and height are both at least ``min_size`` pixels.
+
+    Notebook 06 uses it in its detection step. ``boxes`` is Tensor[G, 4]; returns Tensor[M]
+    int64, the kept indices in increasing order.
+    """
     check_boxes(boxes)
     wh = boxes[:, 2:] - boxes[:, :2]  # (G, 2)
     return torch.where((wh >= min_size).all(dim=1))[0]
 
 
 def encode_boxes(proposals: Tensor, targets: Tensor) -> Tensor:
-    """R-CNN box deltas that move each proposal onto its target box.
+    """R-CNN box deltas that move each proposal onto its target box. Notebook 00 teaches them.
 
     Args:
         proposals (Tensor[P, 4]): (x1, y1, x2, y2), positive width and height.
@@ -209,7 +229,7 @@ def encode_boxes(proposals: Tensor, targets: Tensor) -> Tensor:
 
 
 def decode_boxes(proposals: Tensor, deltas: Tensor) -> Tensor:
-    """Apply box deltas to proposals: the inverse of :func:`encode_boxes`.
+    """Apply box deltas to proposals: the inverse of :func:`encode_boxes` (Notebook 00).
 
     Args:
         proposals (Tensor[P, 4]): (x1, y1, x2, y2).
@@ -238,25 +258,32 @@ def decode_boxes(proposals: Tensor, deltas: Tensor) -> Tensor:
 
 
 def voc_to_xyxy(voc_boxes: Tensor) -> Tensor:
-    """VOC 1-based inclusive corners (xmin, ymin, xmax, ymax) -> continuous (x1, y1, x2, y2)."""
+    """VOC 1-based inclusive corners (xmin, ymin, xmax, ymax) -> continuous (x1, y1, x2, y2).
+
+    Notebook 00 shows the conversion. ``voc_boxes`` is Tensor[G, 4]; returns Tensor[G, 4].
+    """
     return voc_boxes - voc_boxes.new_tensor([1.0, 1.0, 0.0, 0.0])
 
 
 def xyxy_to_voc(boxes: Tensor) -> Tensor:
-    """Continuous (x1, y1, x2, y2) -> VOC 1-based inclusive corners, the results-file format."""
+    """Continuous (x1, y1, x2, y2) -> VOC 1-based inclusive corners, the results-file format.
+
+    No notebook: :func:`~fastrcnn_lite.voc_results.write_voc_results`. ``boxes`` is
+    Tensor[D, 4]; returns Tensor[D, 4].
+    """
     return boxes + boxes.new_tensor([1.0, 1.0, 0.0, 0.0])
 
 
 def boxes_to_rois(boxes_per_image: list[Tensor]) -> Tensor:
-    """Per-image boxes -> the (K, 5) RoI tensor that RoI pooling consumes.
+    """Per-image boxes -> the (R, 5) RoI tensor that RoI pooling consumes.
 
-    This is the only place the batch-index column is made.
+    This is the only place the batch-index column is made. Notebook 04 builds its RoIs with it.
 
     Args:
         boxes_per_image (list of N Tensor[P_i, 4]): (x1, y1, x2, y2) for image i.
 
     Returns:
-        Tensor[K, 5]: (batch_index, x1, y1, x2, y2), K = sum of P_i, rows in image order.
+        Tensor[R, 5]: (batch_index, x1, y1, x2, y2), R = sum of P_i, rows in image order.
     """
     if isinstance(boxes_per_image, Tensor):
         raise TypeError(
@@ -267,11 +294,11 @@ def boxes_to_rois(boxes_per_image: list[Tensor]) -> Tensor:
         check_boxes(b, f"boxes_per_image[{i}]")
     if len(boxes_per_image) == 0:
         return torch.zeros(0, 5)
-    cat = torch.cat(list(boxes_per_image), dim=0)  # (K, 4)
+    cat = torch.cat(list(boxes_per_image), dim=0)  # (R, 4)
     index = torch.cat(
         [
             torch.full((len(b), 1), i, dtype=cat.dtype, device=cat.device)
             for i, b in enumerate(boxes_per_image)
         ]
-    )  # (K, 1)
-    return torch.cat([index, cat], dim=1)  # (K, 5)
+    )  # (R, 1)
+    return torch.cat([index, cat], dim=1)  # (R, 5)

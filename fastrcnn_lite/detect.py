@@ -1,7 +1,8 @@
 """From per-RoI class scores and boxes to final detections.
 
 Data-flow stage: **detections (NMS)**. R-CNN, SPPnet and Fast R-CNN all end here (paper
-section 3: per-class NMS at IoU 0.3 after scoring every proposal).
+section 3: per-class NMS at IoU 0.3 after scoring every proposal): from per-proposal class boxes
+(Tensor[P, K, 4]) and scores (Tensor[P, K]) of one image to its D detections.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def postprocess_detections(
     detections_per_img: int = 100,
 ) -> dict[str, Tensor]:
     """Score threshold, clipping, per-class NMS and a per-image cap.
+
+    Notebook 06 rebuilds these steps in an exercise; R-CNN, SPPnet and Fast R-CNN end with it.
 
     Args:
         class_boxes (Tensor[P, K, 4]): one box per proposal and foreground class (class k + 1),

@@ -45,7 +45,8 @@ them, so that two similar shapes differ only in a detail a coarse conv map can b
   four-armed star with blunt arms.
 
 This is a choice, not a measurement: where the confusions actually land (``confused_with``,
-:func:`format_confusions`) is reported next to it, so a reader can judge the pairing.
+``experiments.error_report.format_confusions``) is reported next to it, so a reader can judge
+the pairing.
 
 AP by object size (:func:`ap_by_size`)
 --------------------------------------
@@ -67,7 +68,9 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from .boxes import box_iou
+from .embedded import CLASSES as EMBEDDED_CLASSES
 from .evaluate import _check_inputs, evaluate_detections, match_detections
+from .voc import VOC_CLASSES, difficult_flags
 
 __all__ = [
     "CATEGORIES",
@@ -79,12 +82,6 @@ __all__ = [
     "size_edges",
     "ap_by_size",
     "top_false_positive",
-    "format_breakdown",
-    "format_confusions",
-    "format_ap_by_size",
-    "plot_error_breakdown",
-    "plot_ap_by_size",
-    "draw_errors",
 ]
 
 # False-positive kinds, in the order they are tested and drawn (see the module docstring).
@@ -103,21 +100,13 @@ VOC_SIMILAR_GROUPS = (
     ("aeroplane", "bird"),  # both fly
 )
 
-# Colours of the categories in the charts and pictures ("correct" for true positives).
-_COLOURS = {
-    "correct": "#4c9a2a",
-    "duplicate": "#f2b134",
-    "localisation": "#e8702a",
-    "similar": "#8e44ad",
-    "other": "#3b7dd8",
-    "background": "#7f7f7f",
-}
-
 
 def similar_classes(
     classes: Sequence[str], groups: Sequence[Sequence[str]] | None = None
 ) -> dict[str, frozenset[str]]:
     """The similar-class map: for each class, the other classes declared similar to it.
+
+    Notebook 07 prints the pairs it gives (``false_positive_breakdown(...)["similar"]``).
 
     Args:
         classes: the K class names (label k is ``classes[k - 1]``).
@@ -130,10 +119,7 @@ def similar_classes(
     """
     classes = tuple(classes)
     if groups is None:
-        from .embedded import CLASSES
-        from .voc import VOC_CLASSES
-
-        if set(classes) == set(CLASSES):
+        if set(classes) == set(EMBEDDED_CLASSES):
             groups = EMBEDDED_SIMILAR
         elif set(classes) == set(VOC_CLASSES):
             groups = VOC_SIMILAR_GROUPS
@@ -179,6 +165,8 @@ def classify_detections(
 ) -> list[list[str]]:
     """The category of every detection: ``"correct"``, ``"ignored"`` or one of :data:`CATEGORIES`.
 
+    Notebook 07 suggests it in an exercise (the kind of each detection of one image).
+
     The per-image step of :func:`false_positive_breakdown` (no ranking, no top-N cut): whether a
     detection is a true positive depends only on the higher-scoring detections of its class in
     its own image, so :func:`~fastrcnn_lite.evaluate.match_detections` per image and class gives
@@ -215,10 +203,7 @@ def _classify(detections, targets, classes, similar, iou_thresh) -> list[list[di
     for det, tgt in zip(detections, targets, strict=True):
         labels = det["labels"].long()  # (D,)
         gt_labels = tgt["labels"].long()  # (G,)
-        difficult = tgt.get("difficult")
-        difficult = (
-            torch.zeros_like(gt_labels, dtype=torch.bool) if difficult is None else difficult.bool()
-        )
+        difficult = difficult_flags(tgt)  # (G,)
         iou = box_iou(det["boxes"].double(), tgt["boxes"].double()).nan_to_num(nan=0.0)  # (D, G)
         infos = [None] * labels.shape[0]
         for k in labels.unique().tolist():
@@ -281,6 +266,8 @@ def false_positive_breakdown(
 ) -> dict:
     """Split the top-ranked false positives of every class into :data:`CATEGORIES`.
 
+    Notebook 07 runs it on each system's test detections ("Where the errors are").
+
     Args:
         detections (list of N dicts): per image ``boxes`` (Tensor[D_i, 4] continuous x1, y1,
             x2, y2), ``scores`` (Tensor[D_i]), ``labels`` (Tensor[D_i] int64 in 1..K): what the
@@ -321,7 +308,7 @@ def false_positive_breakdown(
     num_ignored = 0
     for k, name in enumerate(classes, start=1):
         npos = sum(
-            int(((t["labels"] == k) & ~_difficult(t)).sum()) for t in targets
+            int(((t["labels"] == k) & ~difficult_flags(t)).sum()) for t in targets
         )  # non-difficult objects of the class
         ranked = []  # image order, then order in the image: the tie order of evaluate's sort
         for i, det in enumerate(detections):
@@ -370,13 +357,6 @@ def false_positive_breakdown(
     }
 
 
-def _difficult(target: dict) -> torch.Tensor:
-    difficult = target.get("difficult")
-    if difficult is None:
-        return torch.zeros(target["labels"].shape, dtype=torch.bool)
-    return difficult.bool()
-
-
 def _object_sizes(target: dict) -> torch.Tensor:
     boxes = target["boxes"].double()  # (G, 4)
     return ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=0).sqrt()  # (G,)
@@ -384,6 +364,8 @@ def _object_sizes(target: dict) -> torch.Tensor:
 
 def size_edges(targets: Sequence[dict], bins: int = 3) -> list[float]:
     """Size thresholds that split the non-difficult objects into ``bins`` equal shares.
+
+    Notebook 07 uses them through :func:`ap_by_size`'s default bins.
 
     Args:
         targets (list of N dicts): per image ``boxes`` (Tensor[G_i, 4]), ``labels``,
@@ -397,7 +379,7 @@ def size_edges(targets: Sequence[dict], bins: int = 3) -> list[float]:
     """
     if not isinstance(bins, int) or bins < 2:
         raise ValueError(f"bins must be an int >= 2 (3 for small / medium / large); got {bins!r}.")
-    sizes = [_object_sizes(t)[~_difficult(t)] for t in targets]
+    sizes = [_object_sizes(t)[~difficult_flags(t)] for t in targets]
     sizes = torch.cat(sizes) if sizes else torch.zeros(0, dtype=torch.float64)  # (G_all,)
     if sizes.numel() == 0:
         raise ValueError("size_edges needs at least one non-difficult object in targets; got none.")
@@ -415,6 +397,8 @@ def ap_by_size(
     metric: str = "07",
 ) -> dict:
     """VOC AP of every class on objects of each size bin (module docstring: the rule).
+
+    Notebook 07 compares the systems' mAP on small, medium and large objects with it.
 
     Args:
         detections, targets, classes: as :func:`~fastrcnn_lite.evaluate.evaluate_detections`.
@@ -468,7 +452,7 @@ def ap_by_size(
         for t in targets:
             sizes = _object_sizes(t)  # (G,)
             outside = (sizes < low) | (sizes >= high)  # (G,)
-            in_bin.append({**t, "difficult": _difficult(t) | outside})
+            in_bin.append({**t, "difficult": difficult_flags(t) | outside})
         scored = evaluate_detections(detections, in_bin, classes, iou_thresh, metric)
         result["ranges"][name] = (low, high)
         result["map"][name] = scored["map"]
@@ -481,6 +465,8 @@ def top_false_positive(
     breakdown: dict, kinds: Sequence[str], exclude_images: Sequence[int] = ()
 ) -> dict:
     """The highest-scoring analysed false positive of the given kinds: an example picked on purpose.
+
+    Notebook 07 picks the confusion and the localisation error it draws with it.
 
     Args:
         breakdown: a :func:`false_positive_breakdown` result.
@@ -505,193 +491,3 @@ def top_false_positive(
             f"{list(exclude_images)}); counts: {breakdown['counts']}. Try top=None."
         )
     return max(found, key=lambda r: r["score"])  # the first on a tie: ranking order
-
-
-def format_breakdown(breakdowns: Mapping[str, dict]) -> str:
-    """A table, one row per system: analysed detections, correct, and each kind of FP (count, %).
-
-    Args:
-        breakdowns: {system name: :func:`false_positive_breakdown` result}.
-    """
-    width = max(len("system"), *(len(name) for name in breakdowns))
-    header = f"{'system':<{width}}  {'top':>5}  {'correct':>7}  {'FP':>5}" + "".join(
-        f"  {c:>17}" for c in CATEGORIES
-    )
-    lines = [header]
-    for name, b in breakdowns.items():
-        cells = "".join(
-            f"  {b['counts'][c]:>6} ({100 * b['fractions'][c]:5.1f}%)"
-            if b["num_false_positives"]
-            else f"  {b['counts'][c]:>6} (   n/a)"
-            for c in CATEGORIES
-        )
-        lines.append(
-            f"{name:<{width}}  {b['num_detections']:>5}  {b['num_true_positives']:>7}  "
-            f"{b['num_false_positives']:>5}{cells}"
-        )
-    return "\n".join(lines)
-
-
-def format_confusions(breakdown: dict) -> str:
-    """The confusion false positives as a table: rows the class detected, columns the class of
-    the object it lay on ("similar" and "other" together), similar pairs marked with ``*``.
-
-    Args:
-        breakdown: a :func:`false_positive_breakdown` result.
-    """
-    classes = list(breakdown["per_class"])
-    corner = "said \\ on"
-    width = max(len(corner), *(len(c) for c in classes))
-    lines = [f"{corner:<{width}}" + "".join(f"  {c:>8}" for c in classes)]
-    for said in classes:
-        row = breakdown["confused_with"][said]
-        cells = []
-        for on in classes:
-            mark = "*" if on in breakdown["similar"][said] else " "
-            cells.append("  " + (f"{row.get(on, 0)}{mark}" if on != said else "- ").rjust(8))
-        lines.append(f"{said:<{width}}" + "".join(cells))
-    return "\n".join(lines)
-
-
-def format_ap_by_size(results: Mapping[str, dict]) -> str:
-    """A table of mAP per size bin, one row per system (with the bins' ranges and object counts).
-
-    Args:
-        results: {system name: :func:`ap_by_size` result}, all with the same bins.
-    """
-    first = next(iter(results.values()))
-    width = max(len("system"), *(len(name) for name in results))
-    lines = []
-    for b in first["bins"]:
-        low, high = first["ranges"][b]
-        upper = "inf" if math.isinf(high) else f"{high:.1f}"
-        lines.append(
-            f"{b}: sqrt(w*h) in [{low:.1f}, {upper}) px, {sum(first['npos'][b].values())} objects"
-        )
-    lines.append(f"{'system':<{width}}" + "".join(f"  {b:>8}" for b in first["bins"]))
-    for name, r in results.items():
-        lines.append(
-            f"{name:<{width}}"
-            + "".join(
-                f"  {'n/a' if math.isnan(r['map'][b]) else format(r['map'][b], '.3f'):>8}"
-                for b in first["bins"]
-            )
-        )
-    return "\n".join(lines)
-
-
-def plot_error_breakdown(breakdowns: Mapping[str, dict], ax=None, include_correct: bool = False):
-    """Stacked bars, one per system: the share of each kind of false positive.
-
-    Args:
-        breakdowns: {system name: :func:`false_positive_breakdown` result}.
-        ax: a matplotlib Axes (default: a new figure).
-        include_correct: stack the true positives too (shares of all analysed detections)
-            instead of shares of the false positives.
-
-    Returns:
-        the Axes.
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(1.6 * len(breakdowns) + 2.5, 3.6))
-    kinds = (("correct",) if include_correct else ()) + CATEGORIES
-    names = list(breakdowns)
-    bottom = [0.0] * len(names)
-    for kind in kinds:
-        shares = []
-        for name in names:
-            b = breakdowns[name]
-            total = b["num_detections"] if include_correct else b["num_false_positives"]
-            count = b["num_true_positives"] if kind == "correct" else b["counts"][kind]
-            shares.append(count / total if total else 0.0)
-        ax.bar(range(len(names)), shares, 0.6, bottom=bottom, color=_COLOURS[kind], label=kind)
-        bottom = [a + s for a, s in zip(bottom, shares, strict=True)]
-    labels = [
-        f"{name}\n{breakdowns[name]['num_false_positives']} FP of {breakdowns[name]['num_detections']}"
-        for name in names
-    ]
-    ax.set_xticks(range(len(names)), labels, fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("share of analysed detections" if include_correct else "share of false positives")
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    return ax
-
-
-def plot_ap_by_size(results: Mapping[str, dict], ax=None):
-    """Grouped bars: mAP per size bin (x), one bar per system.
-
-    Args:
-        results: {system name: :func:`ap_by_size` result}, all with the same bins.
-        ax: a matplotlib Axes (default: a new figure).
-
-    Returns:
-        the Axes.
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.6))
-    first = next(iter(results.values()))
-    bins, names = first["bins"], list(results)
-    width = 0.8 / len(names)
-    for s, name in enumerate(names):
-        x = [b + (s - (len(names) - 1) / 2) * width for b in range(len(bins))]
-        ax.bar(x, [results[name]["map"][b] for b in bins], width, label=name)
-    ticks = []
-    for b in bins:
-        low, high = first["ranges"][b]
-        upper = "" if math.isinf(high) else f"{high:.0f}"
-        ticks.append(f"{b}\n{low:.0f}-{upper} px" if upper else f"{b}\n>= {low:.0f} px")
-    ax.set_xticks(range(len(bins)), ticks, fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("mAP on objects of that size")
-    ax.legend(fontsize=8)
-    return ax
-
-
-def draw_errors(ax, image, target: dict, detections: dict, breakdown: dict, image_index: int,
-                classes: Sequence[str], title: str | None = None):  # fmt: skip
-    """Draw one image with its objects and its analysed detections coloured by category.
-
-    Objects are dashed white (difficult ones too); each analysed detection of this image (the
-    ``records`` of :func:`false_positive_breakdown`) is drawn in its category's colour with its
-    class and score; a legend names the colours that occur.
-
-    Args:
-        ax: a matplotlib Axes.
-        image (Tensor[3, H, W]): the image (``dataset.load_image(image_index)``).
-        target: its annotation (``boxes`` Tensor[G, 4], ``labels``).
-        detections: its detections (``boxes`` Tensor[D, 4], ``scores``, ``labels``).
-        breakdown: the :func:`false_positive_breakdown` result these came from.
-        image_index: the image's index in the lists the breakdown was computed on.
-        classes: the K class names.
-        title: the Axes title.
-
-    Returns:
-        the Axes.
-    """
-    from matplotlib.patches import Patch
-
-    from .teaching.viz import draw_boxes
-
-    draw_boxes(ax, image, target["boxes"], color="white", linewidth=1.0, show_text=False,
-               difficult=torch.ones(len(target["boxes"]), dtype=torch.bool), title=title)  # fmt: skip
-    mine = [r for r in breakdown["records"] if r["image"] == image_index]
-    shown = []
-    for kind in ("correct", *CATEGORIES):
-        rows = [r["index"] for r in mine if r["category"] == kind]
-        if not rows:
-            continue
-        shown.append(kind)
-        rows = torch.tensor(rows)
-        draw_boxes(ax, None, detections["boxes"][rows], detections["labels"][rows],
-                   detections["scores"][rows], classes, color=_COLOURS[kind], fontsize=6)  # fmt: skip
-    if shown:
-        ax.legend(
-            handles=[Patch(color=_COLOURS[k], label=k) for k in shown],
-            fontsize=6,
-            loc="lower right",
-        )
-    return ax

@@ -37,7 +37,9 @@ mean over the classes that do have gt boxes (``result["npos"]`` shows which). In
 written by the command line it is ``null``.
 A class that has gt boxes but no detections has AP 0.
 
-Command line (reads a VOCdevkit's annotations and ``comp4_det_<image_set>_<class>.txt`` files)::
+Passes on: ``{class: AP}`` and the mAP (floats). Beside it: ``voc_results.py`` (the VOC results
+files, ``comp4_det_<image_set>_<class>.txt``), ``evaluate_cli.py`` (the command, which scores
+those files against a VOCdevkit; ``python -m fastrcnn_lite.evaluate`` runs it)::
 
     python -m fastrcnn_lite.evaluate --voc-root data/voc --year 2007 --image-set test \\
         --results runs/results --metric 07 --json runs/map.json
@@ -45,16 +47,12 @@ Command line (reads a VOCdevkit's annotations and ``comp4_det_<image_set>_<class
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
-from .boxes import box_iou, check_boxes, voc_to_xyxy, xyxy_to_voc
-from .checkpoint import write_json
-from .cli import UserError
+from .boxes import box_iou, check_boxes
 from .voc import difficult_flags
 
 __all__ = [
@@ -64,10 +62,6 @@ __all__ = [
     "precision_recall",
     "evaluate_detections",
     "format_table",
-    "results_path",
-    "write_voc_results",
-    "read_voc_results",
-    "main",
 ]
 
 # "07": VOC2007's 11-point interpolated AP (the paper's VOC07 numbers);
@@ -85,6 +79,8 @@ def _check_metric(metric: str) -> None:
 
 def voc_ap(recall, precision, metric: str = "07") -> float:
     """Average precision from a precision/recall curve, as the VOC devkit computes it.
+
+    Notebook 02 builds both metrics by hand and checks them against this.
 
     Args:
         recall (Tensor[D] or sequence): recall after each of the D ranked detections
@@ -287,8 +283,8 @@ def match_detections(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Steps 1-2 of the module docstring for one class in one image: which detections are TP, FP.
 
-    Taught and written by the learner in notebook 02 (evaluation); :func:`evaluate_detections`
-    runs the same rules over every image at once.
+    Notebook 02 teaches it (the learner writes it); :func:`evaluate_detections` runs the same
+    rules over every image at once.
 
     Args:
         boxes (Tensor[D, 4]): the image's detections of one class, (x1, y1, x2, y2), any order.
@@ -329,7 +325,7 @@ def precision_recall(
     label: int,
     iou_thresh: float = 0.5,
 ) -> dict:
-    """The precision/recall curve of one class, e.g. to plot it.
+    """The precision/recall curve of one class, e.g. to plot it (Notebook 02 plots one).
 
     Args:
         detections (list of N dicts): per image ``boxes`` (Tensor[D_i, 4] continuous x1, y1, x2,
@@ -360,10 +356,13 @@ def evaluate_detections(
 ) -> dict:
     """VOC AP for every class and their mean (mAP).
 
+    Notebook 02 introduces it; every later notebook scores its detectors with it.
+
     Args:
         detections (list of N dicts): per image ``boxes`` (Tensor[D_i, 4], continuous x1, y1, x2,
             y2 in that image's pixels), ``scores`` (Tensor[D_i]), ``labels`` (Tensor[D_i] int64
-            in 1..K); what the detectors and :func:`read_voc_results` return.
+            in 1..K); what the detectors and
+            :func:`~fastrcnn_lite.voc_results.read_voc_results` return.
         targets (list of N dicts): per image ``boxes`` (Tensor[G_i, 4]), ``labels``
             (Tensor[G_i] int64 in 1..K), ``difficult`` (Tensor[G_i] bool, all False when absent),
             in the same image order; what ``VOCDataset.load_target`` returns.
@@ -408,7 +407,11 @@ def evaluate_detections(
 
 
 def format_table(result: dict) -> str:
-    """A per-class table (class, #gt, #det, AP) and the mAP, from :func:`evaluate_detections`."""
+    """A per-class table (class, #gt, #det, AP) and the mAP, from :func:`evaluate_detections`.
+
+    Notebook 02 prints its results with it (so do notebooks 03, 05, 06 and the ``evaluate``
+    command).
+    """
     width = max(len("class"), *(len(name) for name in result["ap"]))
     lines = [f"{'class':<{width}}  {'#gt':>6}  {'#det':>7}  {'AP':>6}"]
     for name, ap in result["ap"].items():
@@ -422,245 +425,8 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-# --- VOC results files --------------------------------------------------------------------------
-
-
-def results_path(out_dir: str | Path, image_set: str, class_name: str) -> Path:
-    """``<out_dir>/comp4_det_<image_set>_<class_name>.txt`` (comp4: any training data allowed)."""
-    return Path(out_dir) / f"comp4_det_{image_set}_{class_name}.txt"
-
-
-def write_voc_results(
-    detections: Sequence[dict],
-    image_ids: Sequence[str],
-    classes: Sequence[str],
-    out_dir: str | Path,
-    image_set: str,
-) -> list[Path]:
-    """Write detections as VOC results files, one per class (empty if it has no detections).
-
-    Each line is ``image_id score xmin ymin xmax ymax`` with VOC's 1-based corners (converted
-    with :func:`~fastrcnn_lite.boxes.xyxy_to_voc`), scores with 6 decimals, corners with 2.
-
-    Args:
-        detections (list of N dicts): ``boxes`` (Tensor[D_i, 4] continuous), ``scores``,
-            ``labels`` (1..K), one dict per image.
-        image_ids: the N image ids (``VOCDataset.ids``), same order.
-        classes: the K class names (label k -> ``classes[k - 1]``).
-        out_dir: folder to write to (created if needed).
-        image_set: the split name in the file names (``test``).
-
-    Returns:
-        list of the K paths written, in class order.
-    """
-    classes = tuple(classes)
-    if len(detections) != len(image_ids):
-        raise ValueError(
-            f"need one image id per detections entry; got {len(detections)} detections and "
-            f"{len(image_ids)} image ids."
-        )
-    for i, det in enumerate(detections):
-        check_boxes(det["boxes"], f"detections[{i}]['boxes']")
-        if not torch.isfinite(det["scores"].double()).all():
-            raise ValueError(
-                f"detections[{i}]['scores'] must be finite; got {det['scores'].tolist()}. A NaN "
-                "score cannot be ranked (and read_voc_results would refuse the file)."
-            )
-        labels = det["labels"]
-        if labels.numel() and (labels.min() < 1 or labels.max() > len(classes)):
-            raise ValueError(
-                f"detections[{i}]['labels'] must be in 1..{len(classes)}; got {sorted(set(labels.tolist()))}."
-            )
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lines = {name: [] for name in classes}
-    for image_id, det in zip(image_ids, detections, strict=True):
-        voc_boxes = xyxy_to_voc(det["boxes"].double()).tolist()  # (D_i, 4) 1-based corners
-        for box, score, label in zip(
-            voc_boxes, det["scores"].tolist(), det["labels"].tolist(), strict=True
-        ):
-            x1, y1, x2, y2 = box
-            lines[classes[label - 1]].append(
-                f"{image_id} {score:.6f} {x1:.2f} {y1:.2f} {x2:.2f} {y2:.2f}\n"
-            )
-    paths = []
-    for name in classes:
-        path = results_path(out_dir, image_set, name)
-        path.write_text("".join(lines[name]))
-        paths.append(path)
-    return paths
-
-
-def read_voc_results(
-    results_dir: str | Path,
-    image_set: str,
-    classes: Sequence[str],
-    image_ids: Sequence[str],
-) -> list[dict]:
-    """Read VOC results files back into per-image detections (continuous boxes).
-
-    Only ``comp4_det_<image_set>_<class>.txt`` for the given classes are read; a class whose
-    file is missing has no detections (so AP 0), but a folder without a file for *any* of the
-    classes is an error (wrong folder, or results for another split): it would score mAP 0.
-    Blank lines are skipped.
-
-    Args:
-        results_dir: folder holding the files.
-        image_set: the split name in the file names.
-        classes: the K class names; the file of ``classes[k - 1]`` gives label k.
-        image_ids: the N image ids of the split, in dataset order.
-
-    Returns:
-        list of N dicts ``boxes`` (Tensor[D_i, 4] float32), ``scores`` (Tensor[D_i] float32),
-        ``labels`` (Tensor[D_i] int64), in ``image_ids`` order.
-
-    Raises:
-        UserError (a ValueError): a line that is not ``image_id score xmin ymin xmax ymax`` (6
-            fields, finite numbers), or an image id that is not in ``image_ids`` (the message
-            gives file:line); no results file for any class; an image id listed twice.
-    """
-    results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise FileNotFoundError(f"No results folder {results_dir}.")
-    present = [name for name in classes if results_path(results_dir, image_set, name).is_file()]
-    if not present:
-        others = sorted(
-            {
-                p.name.removeprefix("comp4_det_").split("_", 1)[0]
-                for p in results_dir.glob("comp4_det_*_*.txt")
-            }
-        )
-        found = f" It holds results for split(s) {others}." if others else ""
-        raise UserError(
-            f"No results file comp4_det_{image_set}_<class>.txt in {results_dir} for any of the "
-            f"{len(classes)} classes ({', '.join(list(classes)[:3])}, ...).{found} Is --image-set "
-            "right, and did the detector write its results there?"
-        )
-    if len(set(image_ids)) != len(image_ids):
-        repeated = sorted({i for i in image_ids if list(image_ids).count(i) > 1})[:5]
-        raise UserError(
-            f"image_ids lists {repeated} more than once; each image of the split must appear once."
-        )
-    index = {image_id: i for i, image_id in enumerate(image_ids)}
-    boxes = [[] for _ in image_ids]
-    scores = [[] for _ in image_ids]
-    labels = [[] for _ in image_ids]
-    for k, name in enumerate(classes, start=1):
-        path = results_path(results_dir, image_set, name)
-        if not path.is_file():
-            continue
-        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            where = f"{path}:{lineno}"
-            if len(fields) != 6:
-                raise UserError(
-                    f"{where}: expected 'image_id score xmin ymin xmax ymax' (6 fields); got "
-                    f"{len(fields)} fields: {line.strip()!r}."
-                )
-            try:
-                numbers = [float(x) for x in fields[1:]]
-            except ValueError:
-                raise UserError(
-                    f"{where}: score and corners must be numbers; got {line.strip()!r}."
-                ) from None
-            if not all(math.isfinite(x) for x in numbers):
-                raise UserError(f"{where}: score and corners must be finite; got {line.strip()!r}.")
-            i = index.get(fields[0])
-            if i is None:
-                raise UserError(
-                    f"{where}: image id {fields[0]!r} is not in the {image_set!r} split "
-                    f"({len(index)} images). Are these results for another split or year?"
-                )
-            scores[i].append(numbers[0])
-            boxes[i].append(numbers[1:])
-            labels[i].append(k)
-    detections = []
-    for i in range(len(image_ids)):
-        voc_boxes = torch.tensor(boxes[i], dtype=torch.float64).reshape(-1, 4)  # (D_i, 4) 1-based
-        detections.append(
-            {
-                "boxes": voc_to_xyxy(voc_boxes).float(),  # (D_i, 4) continuous
-                "scores": torch.tensor(scores[i], dtype=torch.float32),  # (D_i,)
-                "labels": torch.tensor(labels[i], dtype=torch.int64),  # (D_i,)
-            }
-        )
-    return detections
-
-
-# --- command line ------------------------------------------------------------------------------
-
-
-def _classes_from_flag(flag: str, voc_root: str, year: str) -> tuple[str, ...]:
-    if flag == "dataset":
-        from .voc import read_classes
-
-        return read_classes(voc_root, year)
-    if flag == "voc":
-        from .voc import VOC_CLASSES
-
-        return VOC_CLASSES
-    from .embedded import CLASSES  # imported only when asked for
-
-    return tuple(CLASSES)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m fastrcnn_lite.evaluate``: score VOC results files against a VOCdevkit."""
-    parser = argparse.ArgumentParser(
-        prog="python -m fastrcnn_lite.evaluate",
-        description="Score comp4_det_<image_set>_<class>.txt results files with the VOC AP.",
-    )
-    parser.add_argument("--voc-root", required=True, help="folder that holds VOCdevkit/")
-    parser.add_argument("--year", default="2007", help="VOCdevkit/VOC<year> (default 2007)")
-    parser.add_argument(
-        "--image-set", default="test", help="ImageSets/Main/<image-set>.txt (default test)"
-    )
-    parser.add_argument("--results", required=True, help="folder with the results files")
-    parser.add_argument(
-        "--metric", choices=METRICS, default="07", help="07 = 11-point (VOC2007), area = VOC2010+"
-    )
-    parser.add_argument(
-        "--iou-thresh", type=float, default=0.5, help="minimum IoU of a true positive (0.5)"
-    )
-    parser.add_argument(
-        "--classes",
-        choices=("dataset", "voc", "embedded"),
-        default="dataset",
-        help="class list (default: the dataset's own, classes.txt in its VOC<year> folder, else VOC's 20)",
-    )
-    parser.add_argument("--json", help="also write {metric, ap, map} to this JSON file")
-    parser.add_argument(
-        "--no-progress", action="store_true", help="no progress bar while reading annotations"
-    )
-    args = parser.parse_args(argv)
-
-    from .progress import tqdm
-    from .voc import VOCDataset
-
-    classes = _classes_from_flag(args.classes, args.voc_root, args.year)
-    dataset = VOCDataset(args.voc_root, args.year, args.image_set, classes=classes)
-    targets = [
-        dataset.load_target(i)  # annotations only: no image is decoded
-        for i in tqdm(range(len(dataset)), desc="annotations", disable=args.no_progress)
-    ]
-    missing = [
-        name for name in classes if not results_path(args.results, args.image_set, name).is_file()
-    ]
-    detections = read_voc_results(args.results, args.image_set, classes, dataset.ids)
-    result = evaluate_detections(detections, targets, classes, args.iou_thresh, args.metric)
-    print(f"{dataset!r}; results from {args.results}")
-    if missing:
-        print(f"no results file (AP 0) for: {', '.join(missing)}")
-    print(format_table(result))
-    if args.json:  # NaN (a class without gt) is written as null: valid JSON
-        write_json(args.json, {k: result[k] for k in ("metric", "ap", "map")})
-        print(f"wrote {args.json}")
-    return 0
-
-
 if __name__ == "__main__":
     from fastrcnn_lite.cli import run
+    from fastrcnn_lite.evaluate_cli import main
 
     run(main)

@@ -12,7 +12,7 @@ Data-flow stage: **losses** (training only). Implements paper section 2.3, eq. 1
 the *true* class ``u`` and ``v`` the (normalised) regression target. The indicator ``[u >= 1]``
 switches the box term off for background RoIs, which have no gt box.
 
-Normalisation, as the paper's Caffe code did it: both terms are averaged over the K RoIs of the
+Normalisation, as the paper's Caffe code did it: both terms are averaged over the R RoIs of the
 mini-batch (the ``SmoothL1Loss`` layer sums over RoIs and coordinates and divides by the
 number of RoIs, background ones included), so ``lambda = 1`` balances them.
 """
@@ -30,7 +30,8 @@ def smooth_l1(x: Tensor) -> Tensor:
     """Elementwise smooth L1 (paper eq. 3): ``0.5 x^2`` where ``|x| < 1``, else ``|x| - 0.5``.
 
     Less sensitive to outliers than the L2 loss of R-CNN and SPPnet: its gradient is bounded
-    by 1, so a badly placed proposal cannot blow up training.
+    by 1, so a badly placed proposal cannot blow up training. Notebook 06 teaches it. ``x`` is
+    a tensor of any shape; the result has the same shape.
     """
     abs_x = x.abs()
     return torch.where(abs_x < 1, 0.5 * x * x, abs_x - 0.5)
@@ -43,19 +44,19 @@ def fast_rcnn_loss(
     regression_targets: Tensor,
     box_loss_weight: float = 1.0,
 ) -> dict[str, Tensor]:
-    """The multi-task loss of one mini-batch of RoIs.
+    """The multi-task loss of one mini-batch of RoIs. Notebook 06 teaches it (an exercise).
 
     Args:
-        class_logits (Tensor[K, num_classes + 1]): ``cls_score`` outputs (before the softmax).
-        box_deltas (Tensor[K, 4 * num_classes]): ``bbox_pred`` outputs; columns ``4(u-1):4u`` are
+        class_logits (Tensor[R, K + 1]): ``cls_score`` outputs (before the softmax).
+        box_deltas (Tensor[R, 4 * K]): ``bbox_pred`` outputs; columns ``4(u-1):4u`` are
             class u's (dx, dy, dw, dh). Background has no deltas.
-        labels (Tensor[K] int64): true class u of each RoI, 0 = background, 1..num_classes.
-        regression_targets (Tensor[K, 4]): target deltas v of each RoI (normalised); rows of
+        labels (Tensor[R] int64): true class u of each RoI, 0 = background, 1..K.
+        regression_targets (Tensor[R, 4]): target deltas v of each RoI (normalised); rows of
             background RoIs are ignored.
         box_loss_weight: lambda (1 in the paper).
 
     Returns:
-        dict with ``loss_cls``, ``loss_box`` (both scalars, averaged over the K RoIs) and
+        dict with ``loss_cls``, ``loss_box`` (both scalars, averaged over the R RoIs) and
         ``loss`` = loss_cls + lambda * loss_box.
     """
     num_rois = class_logits.shape[0]
@@ -71,12 +72,12 @@ def fast_rcnn_loss(
             f"box_deltas must be Tensor[{num_rois}, {4 * num_classes}] (4 deltas per foreground class); "
             f"got {tuple(box_deltas.shape)}."
         )
-    # Mean of -log p_u over the K RoIs (sum / K, so an empty batch gives 0 rather than NaN).
+    # Mean of -log p_u over the R RoIs (sum / R, so an empty batch gives 0 rather than NaN).
     loss_cls = F.cross_entropy(class_logits, labels, reduction="sum") / max(num_rois, 1)
 
     fg = torch.where(labels > 0)[0]  # [u >= 1]: only foreground RoIs have a box to regress
-    deltas = box_deltas.reshape(num_rois, num_classes, 4)  # (K, num_classes, 4)
-    deltas_fg = deltas[fg, labels[fg] - 1]  # (K_fg, 4): t^u, the true class's deltas
+    deltas = box_deltas.reshape(num_rois, num_classes, 4)  # (R, K, 4)
+    deltas_fg = deltas[fg, labels[fg] - 1]  # (R_fg, 4): t^u, the true class's deltas
     loss_box = smooth_l1(deltas_fg - regression_targets[fg]).sum() / max(num_rois, 1)
     return {
         "loss_cls": loss_cls,

@@ -46,6 +46,9 @@ __all__ = [
 def match_proposals(proposals: Tensor, gt_boxes: Tensor) -> tuple[Tensor, Tensor]:
     """Each proposal's best-overlapping gt box.
 
+    No notebook: :func:`sample_rois`, :func:`regression_target_stats` and R-CNN's and SPPnet's
+    training windows (``regions.py``, ``region_heads.py``, ``sppnet.py``) label proposals with it.
+
     Args:
         proposals (Tensor[P, 4]): (x1, y1, x2, y2).
         gt_boxes (Tensor[G, 4]): (x1, y1, x2, y2); G may be 0.
@@ -78,10 +81,12 @@ def sample_rois(
 ) -> dict[str, Tensor]:
     """Sample one image's training RoIs and give each its class and box target.
 
+    Notebook 06 teaches it (section 2.3's hierarchical sampling).
+
     Args:
         proposals (Tensor[P, 4]): the image's proposals, in the same pixels as ``gt_boxes``.
         gt_boxes (Tensor[G, 4]): its gt boxes (G may be 0).
-        gt_labels (Tensor[G] int64): their classes, 1..num_classes.
+        gt_labels (Tensor[G] int64): their classes, 1..K.
         batch_size_per_image: R / N, RoIs per image (64).
         positive_fraction: at most this fraction of them foreground (0.25).
         fg_iou_thresh: foreground if max IoU >= this (0.5).
@@ -143,6 +148,7 @@ def regression_target_stats(
 
     The paper's code computes them over all (not only sampled) RoIs with IoU >= 0.5, gt boxes
     included, per class; a class with fewer than two such RoIs gets mean 0 and std 1.
+    No notebook: Fast R-CNN's training (``train.target_stats``) normalises its targets with them.
 
     Args:
         proposals (list of Tensor[P_i, 4]): per-image proposals (original image pixels).
@@ -162,8 +168,9 @@ def regression_target_stats(
         boxes = torch.cat([gt_boxes.to(props.dtype), props]) if add_gt else props  # (G + P, 4)
         max_iou, matched = match_proposals(boxes, gt_boxes)
         fg = torch.where(max_iou >= fg_iou_thresh)[0]
-        deltas = encode_boxes(boxes[fg], gt_boxes[matched[fg]].to(boxes.dtype)).double()  # (F, 4)
-        labels = gt_labels[matched[fg]] - 1  # (F,) 0-based
+        gt_fg = gt_boxes[matched[fg]].to(boxes.dtype)  # (R_fg, 4): each RoI's gt box
+        deltas = encode_boxes(boxes[fg], gt_fg).double()  # (R_fg, 4)
+        labels = gt_labels[matched[fg]] - 1  # (R_fg,) 0-based
         sums.index_add_(0, labels, deltas)
         squares.index_add_(0, labels, deltas * deltas)
         counts.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float64))
@@ -178,6 +185,8 @@ def regression_target_stats(
 
 class ImageSampler:
     """The image level of hierarchical sampling: which N images, at what scale, flipped or not.
+
+    Notebook 06 teaches it; Fast R-CNN's training (``train.py``) draws its images with it.
 
     Images are visited in a fresh random permutation each epoch, ``images_per_batch`` at a time
     (an epoch's leftover images are carried into the next permutation's first batch). Each drawn

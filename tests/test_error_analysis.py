@@ -14,18 +14,20 @@ from fastrcnn_lite.error_analysis import (
     CATEGORIES,
     ap_by_size,
     classify_detections,
-    draw_errors,
     false_positive_breakdown,
-    format_ap_by_size,
-    format_breakdown,
-    format_confusions,
-    plot_ap_by_size,
-    plot_error_breakdown,
     similar_classes,
     size_edges,
     top_false_positive,
 )
 from fastrcnn_lite.evaluate import evaluate_detections
+from fastrcnn_lite.experiments.error_report import (
+    draw_errors,
+    format_ap_by_size,
+    format_breakdown,
+    format_confusions,
+    plot_ap_by_size,
+    plot_error_breakdown,
+)
 from fastrcnn_lite.voc import VOC_CLASSES
 
 from .helpers import det, tgt

@@ -14,14 +14,12 @@ from fastrcnn_lite.boxes import voc_to_xyxy
 from fastrcnn_lite.evaluate import (
     evaluate_detections,
     format_table,
-    main,
     precision_recall,
-    read_voc_results,
-    results_path,
     voc_ap,
-    write_voc_results,
 )
+from fastrcnn_lite.evaluate_cli import main
 from fastrcnn_lite.voc import VOCDataset
+from fastrcnn_lite.voc_results import read_voc_results, results_path, write_voc_results
 
 from .helpers import REPO, det, tgt, write_voc_tree
 
