@@ -27,21 +27,31 @@ For an RoI ``(n, x1, y1, x2, y2)`` in image pixels and a feature map with ``spat
    is the argmax of several bins (of one RoI or of several) receives the sum, added in the order
    (RoI, channel, bin row, bin column), so float sums match torchvision's CPU kernel exactly.
 
-The vectorised kernel (order keys, a range-max table chosen by a measured cost model, the
-autograd Function) lives in :mod:`fastrcnn_lite.roi_pool_kernel`; :func:`roi_pool_loop` below
-is the same computation written as a loop over RoIs and bins, for reading and for checking.
+The vectorised kernel (order keys, a range-max table, the autograd Function) lives in
+:mod:`fastrcnn_lite.roi_pool_kernel`, its plan (the table size a measured cost model picks, the
+lookups of every bin, the blocks) in :mod:`fastrcnn_lite.roi_pool_plan`, the argument checks in
+:mod:`fastrcnn_lite.roi_pool_args`; :func:`roi_pool_loop` below is the same computation written
+as a loop over RoIs and bins, for reading and for checking.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .boxes import boxes_to_rois
+from .roi_pool_args import (
+    _LOW_PRECISION,
+    _as_rois,
+    _check_input,
+    _check_levels,
+    _check_scale,
+    _check_table_levels,
+    _float32,
+    _output_size_pair,
+)
 from .roi_pool_kernel import FLT_MAX, _BinMaxPool, _workspace_sizes
 
 __all__ = [
@@ -56,137 +66,6 @@ __all__ = [
 ]
 
 
-# ----------------------------------------------------------------------------- validation
-
-
-def _output_size_pair(output_size) -> tuple[int, int]:
-    """``7`` or ``(7, 7)`` -> ``(7, 7)``; anything else raises."""
-    if isinstance(output_size, int) and not isinstance(output_size, bool):
-        size = (output_size, output_size)
-    elif (
-        isinstance(output_size, Sequence)
-        and len(output_size) == 2
-        and all(isinstance(s, int) and not isinstance(s, bool) for s in output_size)
-    ):
-        size = (int(output_size[0]), int(output_size[1]))
-    else:
-        raise TypeError(
-            f"output_size must be an int or a pair of ints (h, w), e.g. 7 or (7, 7); got {output_size!r}."
-        )
-    if size[0] < 0 or size[1] < 0:
-        raise ValueError(f"output_size must not be negative, e.g. (7, 7); got {size}.")
-    return size
-
-
-def _check_input(input: Tensor) -> None:
-    if not isinstance(input, Tensor):
-        raise TypeError(
-            f"input must be a Tensor[N, C, H, W] feature map; got {type(input).__name__}."
-        )
-    if input.dim() != 4:
-        hint = (
-            " For one image use input[None] to make it Tensor[1, C, H, W]."
-            if input.dim() == 3
-            else ""
-        )
-        raise ValueError(
-            f"input must be a 4-D Tensor[N, C, H, W]; got shape {tuple(input.shape)}.{hint}"
-        )
-    if input.dtype not in (torch.float32, torch.float64, *_LOW_PRECISION):
-        raise TypeError(
-            "input must be a floating-point feature map (float32, float64, float16 or bfloat16, "
-            f"as torchvision's kernels); got dtype {input.dtype}. Use input.float()."
-        )
-
-
-# Computed in float32 and cast back: a max picks one of the values, and float16/bfloat16 ->
-# float32 -> float16/bfloat16 is exact, so the result is the same bits as a kernel working in the
-# low precision; the RoI corners are scaled in float32, as torchvision's kernel does (Half * float).
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-def _float32(boxes):
-    """Tensor[K, 5] or a list of Tensor[L, 4] in float32 (exact for float16/bfloat16 corners)."""
-    return [b.float() for b in boxes] if isinstance(boxes, (list, tuple)) else boxes.float()
-
-
-def _check_scale(spatial_scale) -> float:
-    if isinstance(spatial_scale, bool) or not isinstance(spatial_scale, (int, float)):
-        raise TypeError(
-            f"spatial_scale must be a number such as 1/16 (VGG16 conv5); got {spatial_scale!r}."
-        )
-    if not math.isfinite(spatial_scale) or spatial_scale <= 0:
-        raise ValueError(
-            f"spatial_scale must be a positive finite number such as 1/16; got {spatial_scale!r}."
-        )
-    return float(spatial_scale)
-
-
-def _as_rois(input: Tensor, boxes) -> Tensor:
-    """Validate ``boxes`` (Tensor[K, 5] or a list of per-image Tensor[L, 4]) and return Tensor[K, 5]."""
-    num_images = input.shape[0]
-    if isinstance(boxes, (list, tuple)):
-        if len(boxes) > num_images:
-            raise ValueError(
-                f"boxes has {len(boxes)} per-image entries but input holds {num_images} images; "
-                "pass one Tensor[L, 4] per image."
-            )
-        for i, b in enumerate(boxes):
-            if isinstance(b, Tensor) and b.device != input.device:
-                raise ValueError(
-                    f"boxes[{i}] is on {b.device} but input is on {input.device}; move it with .to(input.device)."
-                )
-        rois = boxes_to_rois(list(boxes))  # (K, 5)
-        if len(boxes) == 0 or rois.shape[0] == 0:
-            rois = rois.to(
-                device=input.device, dtype=input.dtype if rois.shape[0] == 0 else rois.dtype
-            )
-    elif isinstance(boxes, Tensor):
-        rois = boxes
-        if rois.dim() != 2 or rois.shape[1] != 5:
-            hint = ""
-            if rois.dim() == 2 and rois.shape[1] == 4:
-                hint = (
-                    " It has 4 columns: per-image boxes are expected as a list, one Tensor[L, 4] "
-                    "per image ([boxes] for one image), or use boxes_to_rois(list) to add the batch index."
-                )
-            raise ValueError(
-                f"boxes must be Tensor[K, 5] (batch_index, x1, y1, x2, y2) or a list of per-image Tensor[L, 4]; got shape {tuple(rois.shape)}.{hint}"
-            )
-    else:
-        raise TypeError(
-            f"boxes must be Tensor[K, 5] (batch_index, x1, y1, x2, y2) or a list of per-image Tensor[L, 4]; got {type(boxes).__name__}."
-        )
-    if not rois.is_floating_point():
-        raise TypeError(
-            f"boxes must be floating point like input ({input.dtype}); got dtype {rois.dtype}. Use boxes.to(input.dtype)."
-        )
-    if rois.dtype != input.dtype:
-        raise TypeError(
-            f"boxes and input must have the same dtype (the corner arithmetic runs in it); got boxes {rois.dtype} "
-            f"and input {input.dtype}. Use boxes.to(input.dtype)."
-        )
-    if rois.device != input.device:
-        raise ValueError(
-            f"boxes are on {rois.device} but input is on {input.device}; move them with .to(input.device)."
-        )
-    if rois.shape[0] > 0:
-        if not torch.isfinite(rois).all():
-            bad = int((~torch.isfinite(rois)).any(dim=1).nonzero()[0, 0])
-            raise ValueError(
-                f"boxes must have finite coordinates; row {bad} is {rois[bad].tolist()}."
-            )
-        index = rois[:, 0]
-        bad_rows = ((index != index.round()) | (index < 0) | (index >= num_images)).nonzero()
-        if len(bad_rows):
-            bad = int(bad_rows[0, 0])
-            raise ValueError(
-                f"batch index (column 0 of boxes) must be an integer in [0, {num_images}) for an input of "
-                f"{num_images} images; row {bad} has {rois[bad, 0].item()}."
-            )
-    return rois.detach()
-
-
 # ----------------------------------------------------------------------------- geometry
 
 
@@ -199,6 +78,8 @@ def _round_half_away_from_zero(v: Tensor) -> Tensor:
 
 def roi_cells(rois: Tensor, spatial_scale: float) -> Tensor:
     """Snap RoIs to feature cells: ``std::round(coordinate * spatial_scale)`` in the RoIs' dtype.
+
+    Notebook 04 draws the snapped cells (the RoI widget).
 
     Args:
         rois (Tensor[K, 5]): (batch_index, x1, y1, x2, y2) in image pixels.
@@ -217,6 +98,8 @@ def roi_bin_edges(
     rois: Tensor, output_size, spatial_scale: float, height: int, width: int
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Feature-cell extent of every bin of every RoI, with the reference kernel's float arithmetic.
+
+    Notebook 04 draws these bins (the RoI widget) and grades the learner's version against them.
 
     Args:
         rois (Tensor[K, 5]): (batch_index, x1, y1, x2, y2) in image pixels.
@@ -259,6 +142,8 @@ def roi_pool(
     input: Tensor, boxes, output_size, spatial_scale: float = 1.0, *, levels=None
 ) -> Tensor:
     """RoI max pooling (Fast R-CNN section 2.1), bitwise equal to ``torchvision.ops.roi_pool``.
+
+    Notebook 04 builds and checks it; notebook 06's Fast R-CNN pools with it.
 
     Args:
         input (Tensor[N, C, H, W]): feature maps, float32 or float64 (float16 and bfloat16 are
@@ -303,6 +188,8 @@ def roi_pool(
 class RoIPool(nn.Module):
     """RoI max pooling as a module (the "roi_pool5" layer); see :func:`roi_pool`.
 
+    Notebook 06: Fast R-CNN's pool5 replacement.
+
     Args:
         output_size (int or (h, w)): pooled size, 7 for VGG16.
         spatial_scale (float): image pixels -> feature cells, 1/16 for VGG16 conv5.
@@ -321,38 +208,12 @@ class RoIPool(nn.Module):
         return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"
 
 
-def _check_table_levels(levels) -> tuple[int, int] | None:
-    if levels is None:
-        return None
-    if (
-        not isinstance(levels, Sequence)
-        or len(levels) != 2
-        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in levels)
-    ):
-        raise ValueError(
-            f"levels must be None or a pair of positive ints (levels_y, levels_x) such as (1, 1) "
-            f"(direct max) or (3, 3); got {levels!r}."
-        )
-    return int(levels[0]), int(levels[1])
-
-
-def _check_levels(levels) -> tuple[int, ...]:
-    if isinstance(levels, int) or not isinstance(levels, Sequence) or len(levels) == 0:
-        raise TypeError(
-            f"levels must be a non-empty sequence of grid sizes such as (6, 3, 2, 1); got {levels!r}."
-        )
-    for n in levels:
-        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-            raise ValueError(
-                f"levels must be positive ints such as (6, 3, 2, 1); got {tuple(levels)!r}."
-            )
-    return tuple(int(n) for n in levels)
-
-
 def spatial_pyramid_pool(
     input: Tensor, boxes, levels=(6, 3, 2, 1), spatial_scale: float = 1.0
 ) -> Tensor:
     """Spatial pyramid pooling of each RoI's window (SPPnet section 2.3).
+
+    Notebook 05 builds SPPnet on it (notebook 04 shows it as RoI pooling at several sizes).
 
     Each level ``n`` is an ``n x n`` RoI max-pool of the same window (with :func:`roi_pool`'s
     conventions), flattened channel-major; the levels are concatenated in the given order. All
@@ -388,7 +249,10 @@ def spatial_pyramid_pool(
 
 
 class SpatialPyramidPool(nn.Module):
-    """Spatial pyramid pooling as a module (SPPnet's "spp5" layer); see :func:`spatial_pyramid_pool`."""
+    """Spatial pyramid pooling as a module (SPPnet's "spp5" layer); see :func:`spatial_pyramid_pool`.
+
+    Notebook 05: SPPnet's spp5 layer.
+    """
 
     def __init__(self, levels=(6, 3, 2, 1), spatial_scale: float = 1.0):
         super().__init__()
@@ -422,6 +286,8 @@ def roi_pool_loop(
     input: Tensor, boxes, output_size, spatial_scale: float = 1.0, return_argmax: bool = False
 ):
     """RoI max pooling written as the paper describes it: a loop over RoIs and bins (slow).
+
+    Notebook 04 reads it first, then checks the vectorised :func:`roi_pool` against it.
 
     Same arguments and result as :func:`roi_pool`, for teaching and for checking the fast
     version. The scalar arithmetic runs in NumPy scalars of the input's dtype (float32 for
@@ -499,6 +365,8 @@ def roi_pool_workspace(
     input: Tensor, boxes, output_size, spatial_scale: float = 1.0
 ) -> dict[str, int]:
     """Bytes of the tensors :func:`roi_pool` allocates for one forward + backward (benchmark report).
+
+    Notebook 04's benchmark (``bench_roi_pool``) prints it next to torchvision's memory.
 
     Returns:
         dict with ``values`` (the int32 order integers of a channel block, and where values

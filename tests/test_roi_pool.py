@@ -28,7 +28,7 @@ from fastrcnn_lite.roi_pool import (
 
 # The package re-exports the function roi_pool, which shadows the submodule's attribute name.
 rp = importlib.import_module("fastrcnn_lite.roi_pool")
-kernel = importlib.import_module("fastrcnn_lite.roi_pool_kernel")
+kernel = importlib.import_module("fastrcnn_lite.roi_pool_plan")
 
 DEVICES = [
     "cpu",

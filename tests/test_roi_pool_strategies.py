@@ -20,7 +20,7 @@ from fastrcnn_lite.roi_pool import roi_bin_edges, roi_pool, roi_pool_loop
 
 # The package re-exports the function roi_pool, which shadows the submodule's attribute name.
 rp = importlib.import_module("fastrcnn_lite.roi_pool")
-kernel = importlib.import_module("fastrcnn_lite.roi_pool_kernel")  # lookup plan, cost model
+kernel = importlib.import_module("fastrcnn_lite.roi_pool_plan")  # lookup plan, cost model
 
 # (1, 1) is the direct max; the others are tables, up to larger than any bin needs.
 LEVELS = [None, (1, 1), (1, 2), (2, 1), (2, 2), (1, 4), (3, 2), (3, 3), (4, 5), (9, 9)]

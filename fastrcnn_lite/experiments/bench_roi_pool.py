@@ -15,7 +15,7 @@ last line is ``roi_pool fwd+bwd vs torchvision: train <x>x, test <y>x, embedded 
 ``roi_pool_levels`` times the forward pass with every table size forced, from the direct max
 ``(1, 1)`` (no table) to the full range-max table, for several RoI counts, marks the fastest and
 the one :func:`fastrcnn_lite.roi_pool.roi_pool` chooses, and fits the build cost of its cost
-model (the figures are quoted in ``fastrcnn_lite/roi_pool_kernel.py``).
+model (the figures are quoted in ``fastrcnn_lite/roi_pool_plan.py``).
 
 Shared machines: run from the command line, ``roi_pool`` sets ``OMP_WAIT_POLICY=PASSIVE``
 (unless you set OMP_WAIT_POLICY yourself) by re-executing itself. With the default active spin-wait,
@@ -27,7 +27,6 @@ under the same policy; the header prints it and the load average.
 
 from __future__ import annotations
 
-import importlib
 import os
 import statistics
 import time
@@ -35,10 +34,12 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 import torch
+import torchvision  # the reference kernel (C++/CUDA)
 from torch import Tensor
 
+from .. import roi_pool_plan as plan  # the cost model, which roi_pool_levels measures
 from ..boxes import boxes_to_rois
-from ..roi_pool import roi_pool, roi_pool_loop, roi_pool_workspace
+from ..roi_pool import roi_bin_edges, roi_pool, roi_pool_loop, roi_pool_workspace
 from .workloads import proposal_like_boxes
 
 # The workloads: VGG16 conv5 of a 600 x 800 image (stride 16 -> 38 x 50).
@@ -118,7 +119,9 @@ def bench_roi_pool(
     threads: int | None = None,
     print_fn=print,
 ) -> dict[str, dict[str, float]]:
-    """Time roi_pool (ours), torchvision.ops.roi_pool and roi_pool_loop on both workloads.
+    """Time roi_pool (ours), torchvision.ops.roi_pool and roi_pool_loop on the three workloads.
+
+    Notebook 04 runs its quick version (the command ``python -m fastrcnn_lite.bench roi_pool``).
 
     Args:
         repeats: timed runs per contender (median reported), interleaved.
@@ -141,8 +144,6 @@ def bench_roi_pool(
 
 
 def _bench_roi_pool(repeats, loop_rois, channels, dev, print_fn):
-    import torchvision  # the reference kernel (C++/CUDA)
-
     results = {}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print_fn(
@@ -152,15 +153,15 @@ def _bench_roi_pool(repeats, loop_rois, channels, dev, print_fn):
         f"median wall-clock ms of {repeats} interleaved runs"
     )
     for name, spec in WORKLOADS.items():
-        N, K = spec["num_images"], spec["num_rois"]
+        N, R = spec["num_images"], spec["num_rois"]
         g = torch.Generator().manual_seed(1)
         features = torch.randn(N, channels, *FEATURE_SIZE, generator=g).to(dev)  # (N, C, H, W)
-        boxes_per_image = [proposal_like_boxes(K // N, seed=i).to(dev) for i in range(N)]
-        rois = boxes_to_rois(boxes_per_image)  # (K, 5)
+        boxes_per_image = [proposal_like_boxes(R // N, seed=i).to(dev) for i in range(N)]
+        rois = boxes_to_rois(boxes_per_image)  # (R, 5)
         x = features.clone().requires_grad_()
 
         # Bitwise check of outputs and input gradients on this workload.
-        grad_out = torch.randn(K, channels, *OUTPUT_SIZE, generator=g).to(dev)
+        grad_out = torch.randn(R, channels, *OUTPUT_SIZE, generator=g).to(dev)
         x_tv = features.clone().requires_grad_()
         ours = roi_pool(x, rois, OUTPUT_SIZE, SPATIAL_SCALE)
         ref = torchvision.ops.roi_pool(x_tv, rois, OUTPUT_SIZE, SPATIAL_SCALE)
@@ -170,8 +171,8 @@ def _bench_roi_pool(repeats, loop_rois, channels, dev, print_fn):
         x.grad = None
         del ours, ref, x_tv, grad_out
 
-        few = rois[:: max(1, K // loop_rois)][:loop_rois]  # the loop runs on a subsample
-        scale = K / len(few)
+        few = rois[:: max(1, R // loop_rois)][:loop_rois]  # the loop runs on a subsample
+        scale = R / len(few)
         fwd = _time_interleaved(
             {
                 "ours": partial(roi_pool, features, rois, OUTPUT_SIZE, SPATIAL_SCALE),
@@ -215,7 +216,7 @@ def _bench_roi_pool(repeats, loop_rois, channels, dev, print_fn):
         results[name] = r
         mib = 2.0**-20
         print_fn(
-            f"\n{name}: N={N}, C={channels}, {FEATURE_SIZE[0]}x{FEATURE_SIZE[1]} map, {K} RoIs, "
+            f"\n{name}: N={N}, C={channels}, {FEATURE_SIZE[0]}x{FEATURE_SIZE[1]} map, {R} RoIs, "
             f"{OUTPUT_SIZE[0]}x{OUTPUT_SIZE[1]} bins, spatial_scale 1/16"
         )
         print_fn(f"  {'':34s}{'forward ms':>12s}{'fwd+bwd ms':>12s}")
@@ -223,7 +224,7 @@ def _bench_roi_pool(repeats, loop_rois, channels, dev, print_fn):
             f"  {'ours (fastrcnn_lite.roi_pool)':34s}{r['ours_fwd']:12.1f}{r['ours_fb']:12.1f}"
         )
         print_fn(f"  {'torchvision.ops.roi_pool':34s}{r['tv_fwd']:12.1f}{r['tv_fb']:12.1f}")
-        label = f"loop ({len(few)} of {K} RoIs, x{scale:g})"
+        label = f"loop ({len(few)} of {R} RoIs, x{scale:g})"
         print_fn(f"  {label:34s}{r['loop_fwd']:12.0f}{r['loop_fb']:12.0f}")
         print_fn(f"  {'ours / torchvision':34s}{r['ratio_fwd']:11.2f}x{r['ratio_fb']:11.2f}x")
         print_fn(
@@ -254,6 +255,8 @@ def bench_roi_pool_levels(
 ) -> dict[int, dict]:
     """Forward time of roi_pool with each table size forced: where the direct max stops paying.
 
+    No notebook: the command ``python -m fastrcnn_lite.bench roi_pool_levels``.
+
     One image (two for 128 RoIs, the training batch), proposal-like boxes, the 38 x 50 map and
     7 x 7 bins of :func:`bench_roi_pool`. For each RoI count every ``levels`` from ``(1, 1)``
     (direct max, no table) to the largest useful table is timed in CPU time of the process
@@ -267,9 +270,6 @@ def bench_roi_pool_levels(
         {num_rois: {"times": {levels: ms}, "chosen": levels, "fastest": levels}} plus the key
         "build_cost" (float).
     """
-    rp = importlib.import_module("fastrcnn_lite.roi_pool")  # the module, not the function
-    kernel = importlib.import_module("fastrcnn_lite.roi_pool_kernel")  # the cost model
-
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -281,23 +281,23 @@ def bench_roi_pool_levels(
         )
         results: dict = {}
         fit_rows, fit_times, workloads = [], [], []
-        for K in rois:
-            N = 2 if K == 128 else 1
+        for R in rois:
+            N = 2 if R == 128 else 1
             g = torch.Generator().manual_seed(1)
             x = torch.randn(N, channels, height, width, generator=g)  # (N, C, H, W)
-            boxes = boxes_to_rois([proposal_like_boxes(K // N, seed=i) for i in range(N)])
-            _, hs, he, ws, we = rp.roi_bin_edges(boxes, OUTPUT_SIZE, SPATIAL_SCALE, height, width)
+            boxes = boxes_to_rois([proposal_like_boxes(R // N, seed=i) for i in range(N)])
+            _, hs, he, ws, we = roi_bin_edges(boxes, OUTPUT_SIZE, SPATIAL_SCALE, height, width)
             h, w = OUTPUT_SIZE
-            hs, he = hs[:, :, None].expand(K, h, w), he[:, :, None].expand(K, h, w)  # (K, h, w)
-            ws, we = ws[:, None, :].expand(K, h, w), we[:, None, :].expand(K, h, w)
+            hs, he = hs[:, :, None].expand(R, h, w), he[:, :, None].expand(R, h, w)  # (R, h, w)
+            ws, we = ws[:, None, :].expand(R, h, w), we[:, None, :].expand(R, h, w)
             tall, wide = (he - hs).clamp(min=0), (we - ws).clamp(min=0)
-            y0, y1, x0, x1 = kernel._covered_box(hs, he, ws, we)
+            y0, y1, x0, x1 = plan._covered_box(hs, he, ws, we)
             rows = N * (y1 - y0) * (x1 - x0)  # the window the table covers
             max_y, max_x = int(tall.max()).bit_length(), int(wide.max()).bit_length()
             candidates = [(ly, lx) for ly in range(1, max_y + 1) for lx in range(1, max_x + 1)]
             samples = _time_interleaved(
                 {
-                    c: partial(rp.roi_pool, x, boxes, OUTPUT_SIZE, SPATIAL_SCALE, levels=c)
+                    c: partial(roi_pool, x, boxes, OUTPUT_SIZE, SPATIAL_SCALE, levels=c)
                     for c in candidates
                 },
                 repeats,
@@ -305,25 +305,25 @@ def bench_roi_pool_levels(
                 clock=time.process_time,
             )
             times = {c: _median_ms(samples[c]) for c in candidates}
-            chosen = kernel._choose_levels(tall, wide, rows)
+            chosen = plan._choose_levels(tall, wide, rows)
             fastest = min(times, key=times.get)
             print_fn(
-                f"\n{K} RoIs, N={N}, window {y1 - y0}x{x1 - x0}:"
+                f"\n{R} RoIs, N={N}, window {y1 - y0}x{x1 - x0}:"
                 "  levels   lookups  cells built  CPU ms"
             )
             for c in candidates:
-                terms = kernel._model_terms(tall, wide, rows, c)
+                terms = plan._model_terms(tall, wide, rows, c)
                 mark = (" fastest" if c == fastest else "") + (" chosen" if c == chosen else "")
                 print_fn(f"  {str(c):>38s}{terms[0]:10d}{terms[1]:13d}{times[c]:8.1f}{mark}")
                 fit_rows.append(terms)
                 fit_times.append(times[c])
-                workloads.append(K)
+                workloads.append(R)
             ratio = times[chosen] / times[fastest]
             print_fn(
                 f"  direct (1, 1) {times[(1, 1)]:.1f} ms, best table {fastest} "
                 f"{times[fastest]:.1f} ms; chosen {chosen} is {ratio:.2f}x the fastest"
             )
-            results[K] = {"times": times, "chosen": chosen, "fastest": fastest}
+            results[R] = {"times": times, "chosen": chosen, "fastest": fastest}
         # ms = a * lookups + b * cells built + (one constant per workload), least squares
         names = sorted(set(workloads))
         design = torch.tensor(
@@ -338,7 +338,7 @@ def bench_roi_pool_levels(
         results["build_cost"] = b / a
         print_fn(
             f"\nfit: {a * 1e3:.3f} us per lookup, {b * 1e3:.3f} us per table cell built: "
-            f"build cost {b / a:.2f} lookups per cell (roi_pool uses {kernel._BUILD_COST})"
+            f"build cost {b / a:.2f} lookups per cell (roi_pool uses {plan._BUILD_COST})"
         )
         return results
     finally:
