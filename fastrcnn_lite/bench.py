@@ -101,6 +101,11 @@ def _detectors_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m fastrcnn_lite.bench roi_pool | roi_pool_levels | detectors [options]``.
+
+    No notebook: the benchmark command (notebooks 04 and 07 call the benchmarks' functions,
+    ``bench_roi_pool`` and ``bench_detectors``, directly). Returns the exit status.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["detectors"]:
         # argparse.REMAINDER drops options that come first (`detectors --proposals 2000` fails),

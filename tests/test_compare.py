@@ -177,7 +177,7 @@ def test_plot_shows_ours_and_the_paper():
 
 
 def test_ratio_labels():
-    from fastrcnn_lite.experiments.compare import _ratio
+    from fastrcnn_lite.experiments.compare_report import _ratio
 
     assert [_ratio(v) for v in (0.0305, 0.76, 1.07, 9.96, 146.2)] == [
         "0.03x",
@@ -313,7 +313,7 @@ def test_map_difference_by_hand():
 def test_bootstrap_draw_scores_like_evaluating_the_drawn_images():
     """A draw's mAP from the once-computed matches equals evaluate_detections on the drawn list."""
     from fastrcnn_lite.evaluate import evaluate_detections
-    from fastrcnn_lite.experiments.compare import _ranked_matches, _weighted_map
+    from fastrcnn_lite.experiments.compare_stats import _ranked_matches, _weighted_map
 
     gen = torch.Generator().manual_seed(0)
     classes, n = ("circle", "square", "star"), 12

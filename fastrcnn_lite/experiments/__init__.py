@@ -1,8 +1,16 @@
 """Experiments: the measurements the course reports, built on the systems through their contract.
 
-    compare.py ........... the three systems side by side: mAP with bootstrap intervals, time per
-                           image, the report ``make course`` writes (notebook 07)
-    ablations.py ......... the paper's ablations that need no retraining (notebook 07)
+    compare.py ........... the three systems side by side: the comparison loop (notebook 07)
+      compare_stats.py ... an mAP gap with its paired bootstrap interval over the test images
+      compare_report.py .. the table beside the paper's Table 4, its charts, the report
+                           ``make course`` shows
+    ablations.py ......... the paper's ablations that need no retraining (notebook 07): one module
+                           per experiment, ablation_svd.py, ablation_proposals.py (and the dense
+                           boxes), ablation_svm.py; what they share, ablation_common.py (one conv
+                           pass per image, the result cache); ablation_stats.py (intervals, the
+                           verdict); ablation_report.py (the table, ablations.json);
+                           ablation_plots.py (the figure)
+    error_report.py ...... the error analysis's tables, charts and pictures (notebook 07)
     profiling.py ......... where one Fast R-CNN iteration's time goes (notebook 06)
     bench_roi_pool.py .... our RoI pooling against torchvision's kernel (``python -m
                            fastrcnn_lite.bench roi_pool``)

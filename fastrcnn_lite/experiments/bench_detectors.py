@@ -103,7 +103,7 @@ def _head_macs(detector: Detector) -> int:
     if not isinstance(detector, SVMDetector):
         return 0
     svms, regressors = detector.svms, detector.box_regressors
-    return svms.weight.numel() + regressors.weight.numel()  # K D_svm + K D_ridge 4
+    return svms.weight.numel() + regressors.weight.numel()  # K F_svm + K F_ridge 4
 
 
 def build_detectors(
@@ -119,11 +119,13 @@ def build_detectors(
     """The four detectors with random weights, one backbone each: ``RCNN``, ``SPPNet``,
     ``FastRCNN`` and its truncated SVD, on ``device``, in eval mode.
 
-    Their ``score_proposals(image, proposals)`` take ``image`` (Tensor[3, H, W] in [0, 1]) and
-    ``proposals`` (Tensor[P, 4] in its pixels) and return ``(scores Tensor[P, K] (R-CNN, SPPnet:
-    SVM margins) or class_logits Tensor[P, K + 1] (Fast R-CNN), box_deltas Tensor[P, 4K])``. The
-    four get separate copies of the same random network (seeded with ``seed``); Fast R-CNN + SVD
-    is the truncated SVD of Fast R-CNN's fc6 and fc7.
+    No notebook: :func:`bench_detectors` (notebook 07 runs it) and the tests build them.
+
+    Their ``score_proposals(image, proposals)`` take ``image`` (Tensor[3, height, width] in
+    [0, 1]) and ``proposals`` (Tensor[P, 4] in its pixels) and return ``(scores Tensor[P, K]
+    (R-CNN, SPPnet: SVM margins) or class_logits Tensor[P, K + 1] (Fast R-CNN), box_deltas
+    Tensor[P, 4K])``. The four get separate copies of the same random network (seeded with
+    ``seed``); Fast R-CNN + SVD is the truncated SVD of Fast R-CNN's fc6 and fc7.
 
     Args:
         backbone: "vgg16" (L), "alexnet" (S) or "small" (the course's).
@@ -177,6 +179,8 @@ def count_macs():
 
     Yields a dict whose ``"macs"`` entry grows as modules run (global forward hooks). Matrix
     products outside modules (the SVMs, the ridge regressors) are not counted.
+
+    No notebook: :func:`mac_budget` and :func:`bench_detectors` count with it.
     """
     counter = {"macs": 0}
 
@@ -202,6 +206,8 @@ def mac_budget(
     spp_levels: tuple[int, ...] = (6, 3, 2, 1),
 ) -> dict[str, int]:
     """Multiply-accumulates per image of each system's conv and fc layers, by arithmetic.
+
+    Notebook 07 prints this budget next to the measured times.
 
     R-CNN = P (conv on an ``input_size`` crop + fc6 + fc7); Fast R-CNN = conv on the whole image
     + P (fc6 + fc7); with SVD each fc layer costs t (u + v) instead of u v; SPPnet = conv on the
@@ -246,7 +252,9 @@ def mac_budget(
 
 
 def format_mac_budget(budget: dict[str, int], crop: int, image_size: tuple[int, int]) -> str:
-    """A few lines that read a :func:`mac_budget`: per-region costs, per-image totals, ratios."""
+    """A few lines that read a :func:`mac_budget`: per-region costs, per-image totals, ratios.
+
+    Notebook 07 prints them."""
     b = budget
     return "\n".join([
         f"  conv layers: {b['conv_crop'] / 1e9:.3f} GMAC on a {crop}x{crop} crop, {b['conv_image'] / 1e9:.2f} GMAC "
@@ -261,7 +269,9 @@ def format_mac_budget(budget: dict[str, int], crop: int, image_size: tuple[int, 
 
 
 def speedup_line(seconds: dict[str, float]) -> str:
-    """``speedup over R-CNN: fast_rcnn <x>x, fast_rcnn_svd <y>x, sppnet <z>x`` from seconds per image."""
+    """``speedup over R-CNN: fast_rcnn <x>x, fast_rcnn_svd <y>x, sppnet <z>x`` from seconds per image.
+
+    No notebook: the last line of ``python -m fastrcnn_lite.bench detectors``."""
     missing = [k for k in SYSTEM_KEYS if k not in seconds]
     if missing:
         raise ValueError(
@@ -283,10 +293,10 @@ def _test_images(count: int, scale: int, max_size: int, device: torch.device) ->
     size = (scale, min(round(scale * VOC_ASPECT), max_size))  # (height, width): 600 x 800
     images = []
     for i in range(count):
-        array, _ = render_image(0, "test", i)  # (H, W, 3) uint8
-        image = torch.from_numpy(array).permute(2, 0, 1).float()[None] / 255  # (1, 3, H, W)
+        array, _ = render_image(0, "test", i)  # (height, width, 3) uint8
+        image = torch.from_numpy(array).permute(2, 0, 1).float()[None] / 255  # (1, 3, ...)
         image = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
-        images.append(image[0].to(device))  # (3, h, w)
+        images.append(image[0].to(device))  # (3, *size)
     return images
 
 
@@ -304,6 +314,8 @@ def bench_detectors(
     print_fn=print,
 ) -> dict:
     """Time the four test-time forwards; print a table; return the figures.
+
+    Notebook 07 runs it (the command ``python -m fastrcnn_lite.bench detectors`` too).
 
     Returns:
         dict with ``seconds`` ({system key: median seconds per image}), ``speedup`` (R-CNN's

@@ -34,10 +34,15 @@ import copy
 import statistics
 import time
 
+import matplotlib.pyplot as plt
 import torch
 from torch import Tensor, nn
 
 from ..config import Config
+from ..fast_rcnn import build_fast_rcnn
+from ..fast_rcnn_run import max_size_for, resolve_device
+from ..sampling import ImageSampler
+from ..train import build_optimizer, lr_at, set_lr, training_example
 
 __all__ = ["TRAIN_STAGES", "TEST_STAGES", "profile_fast_rcnn", "plot_profile", "format_profile"]
 
@@ -122,6 +127,8 @@ def profile_fast_rcnn(
 ) -> dict:
     """Profile one Fast R-CNN training iteration and one test image, stage by stage.
 
+    Notebook 06 runs it, next to the paper's time breakdown.
+
     Args:
         cfg: the profile (``Config.embedded()`` in the notebooks): scales, RoIs per image, SGD.
         train_ds, test_ds: :class:`~fastrcnn_lite.voc.VOCDataset` (``ds[i] -> (image, target)``);
@@ -139,10 +146,6 @@ def profile_fast_rcnn(
         fraction of the sum of the medians}, summing to 1), ``total`` (that sum, seconds) and
         ``runs``; and ``threads`` (torch CPU threads), ``device``.
     """
-    from ..fast_rcnn import build_fast_rcnn, max_size_for, resolve_device
-    from ..sampling import ImageSampler
-    from ..train import _set_lr, build_optimizer, lr_at, training_example
-
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1 (timed runs per stage); got {repeats}.")
     test_ds = train_ds if test_ds is None else test_ds
@@ -174,7 +177,7 @@ def profile_fast_rcnn(
         # --- training: the loop body of train.train_fast_rcnn --------------------------------
         model.train()
         optimizer = build_optimizer(model, cfg)
-        _set_lr(optimizer, lr_at(0, cfg))
+        set_lr(optimizer, lr_at(0, cfg))
         sampler = ImageSampler(len(train_ds), cfg.images_per_batch, tuple(cfg.scales),
                                cfg.flip_prob, seed=cfg.seed)  # fmt: skip
         train_runs = []
@@ -224,7 +227,9 @@ def profile_fast_rcnn(
 
 
 def format_profile(profile: dict) -> str:
-    """The profile as a small text table: milliseconds and share of every stage."""
+    """The profile as a small text table: milliseconds and share of every stage.
+
+    Notebook 06 prints it."""
     lines = []
     for part, title in (("train", "training iteration"), ("test", "test image")):
         p = profile[part]
@@ -237,6 +242,8 @@ def format_profile(profile: dict) -> str:
 def plot_profile(profile: dict, ax=None, figsize: tuple[float, float] = (10, 2.4)):
     """Horizontal stacked bars: each stage's share of a training iteration and of a test image.
 
+    Notebook 06 draws it.
+
     Args:
         profile: the result of :func:`profile_fast_rcnn`.
         ax: a matplotlib Axes to draw in (a new figure when None).
@@ -244,8 +251,6 @@ def plot_profile(profile: dict, ax=None, figsize: tuple[float, float] = (10, 2.4
     Returns:
         the matplotlib Figure.
     """
-    import matplotlib.pyplot as plt
-
     if ax is None:
         fig, ax = plt.subplots(figsize=figsize)
     else:

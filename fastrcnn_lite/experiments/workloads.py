@@ -26,8 +26,10 @@ def proposal_like_boxes(
     Sizes are log-uniform from 16 pixels to the whole image (many small boxes, some large),
     aspect ratios log-uniform in [1/2, 2], centres uniform, clipped to the image.
 
+    Notebook 04 draws its benchmark's boxes with it.
+
     Returns:
-        Tensor[num, 4]: (x1, y1, x2, y2) in pixels.
+        Tensor[P, 4] (P = ``num`` proposals): (x1, y1, x2, y2) in pixels.
     """
     height, width = image_size
     g = torch.Generator().manual_seed(seed)
@@ -39,4 +41,4 @@ def proposal_like_boxes(
     h = (side / aspect.sqrt()).clamp(max=height)
     cx = w / 2 + torch.rand(num, generator=g) * (width - w)
     cy = h / 2 + torch.rand(num, generator=g) * (height - h)
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)  # (num, 4)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)  # (P, 4)
