@@ -85,6 +85,8 @@ def _remove_stale_temporaries(path: Path) -> list[Path]:
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Call ``write(f)`` on a temporary file beside ``path``, fsync it, rename it to ``path``.
 
+    No notebook: every file the package writes (caches, ``training.png``, data).
+
     Either ``path`` holds everything ``write`` wrote or it is unchanged: a failure (an
     exception, Ctrl-C) deletes the temporary file, and temporary files of earlier writes that
     were killed are deleted first.
@@ -130,6 +132,8 @@ def _json_safe(value):
 def write_json(path: str | Path, obj) -> Path:
     """Write ``obj`` as valid JSON (NaN/inf become ``null``), atomically; returns the path.
 
+    No notebook: the commands' JSON files (``eval.json``, reports, cache keys).
+
     ``json.dumps`` writes a bare ``NaN`` by default, which strict readers (JavaScript, jq)
     reject; here it is ``null`` and ``allow_nan=False`` guarantees that nothing else slips by.
     """
@@ -139,6 +143,8 @@ def write_json(path: str | Path, obj) -> Path:
 
 def content_digest(obj) -> str:
     """SHA-256 (hex) of a checkpoint's content: tensors by dtype, shape and bytes, the rest by repr.
+
+    No notebook: :func:`atomic_save` and :func:`load_checkpoint`'s check.
 
     The same before ``torch.save`` and after ``torch.load`` (on any device; tuples and lists
     count alike), so it detects a changed byte anywhere in the stored values.
@@ -169,6 +175,8 @@ def content_digest(obj) -> str:
 def atomic_save(obj: dict, path: str | Path) -> Path:
     """Write ``obj`` with ``torch.save`` to ``path`` atomically, with a checksum; returns the path.
 
+    No notebook: every cached model and training checkpoint.
+
     ``obj`` must be a dict (a state dict or a training checkpoint); its content digest
     (:func:`content_digest`) is stored beside the entries under ``_checksum_sha256``, and
     :func:`load_checkpoint` checks and removes it.
@@ -183,6 +191,8 @@ def atomic_save(obj: dict, path: str | Path) -> Path:
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint written by :func:`atomic_save` (``weights_only=True``) and check it.
+
+    Notebook 01 reads the proposal cache with it; notebook 08 a run's checkpoint.
 
     Returns:
         the dict that was saved (the checksum entry removed).
@@ -227,6 +237,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def cache_path(cfg, system: str, only: tuple[str, ...] | None = None, **extra) -> Path:
     """Where a trained model (or another cached artefact) for ``cfg`` lives.
 
+    No notebook: the caches of pre-training, R-CNN's heads and Fast R-CNN.
+
     The file name carries a hash of the config plus ``extra`` (e.g. the dataset's size or a
     notebook's iteration count), so a changed setting never silently loads a stale model:
     ``<cache_dir>/<system>-<hash>.pt``. ``only`` restricts the hash to the config fields the
@@ -242,6 +254,8 @@ def cache_path(cfg, system: str, only: tuple[str, ...] | None = None, **extra) -
 
 def short_digest(parts: Iterable[str | bytes | Tensor], length: int | None = 12) -> str:
     """The first ``length`` hex digits (None: all 40) of the SHA-1 of ``parts``, fed in order.
+
+    No notebook: the proposal cache's folder names.
 
     A str is hashed as its UTF-8 bytes, bytes as they are, a Tensor as its raw bytes in its own
     dtype (on the CPU, contiguous; bfloat16, which numpy lacks, as float32). Nothing separates
@@ -260,19 +274,28 @@ def short_digest(parts: Iterable[str | bytes | Tensor], length: int | None = 12)
 
 def key_digest(key, length: int = 12) -> str:
     """The first ``length`` hex digits of the SHA-1 of ``json.dumps(key, sort_keys=True)`` (values
-    JSON cannot write go in as their ``repr``): the hash in a cache file or folder name."""
+    JSON cannot write go in as their ``repr``): the hash in a cache file or folder name.
+
+    No notebook: cache keys (proposals, region features).
+    """
     return short_digest([json.dumps(key, sort_keys=True, default=repr)], length)
 
 
 def proposals_digest(proposals: Sequence[Tensor]) -> str:
     """12 hex digits identifying a list of proposal tensors (R-CNN / SPPnet cache keys): each
-    one's shape, then its values as float32."""
+    one's shape, then its values as float32.
+
+    No notebook: R-CNN's and SPPnet's cache keys.
+    """
     return short_digest(part for p in proposals for part in (str(tuple(p.shape)), p.float()))
 
 
 def module_digest(*modules: nn.Module) -> str:
     """12 hex digits identifying the weights of ``modules`` (R-CNN / SPPnet cache keys): every
-    state-dict entry's name, then its values as float32."""
+    state-dict entry's name, then its values as float32.
+
+    No notebook: R-CNN's and SPPnet's cache keys.
+    """
     return short_digest(
         part for m in modules for name, t in m.state_dict().items() for part in (name, t.float())
     )
@@ -280,5 +303,8 @@ def module_digest(*modules: nn.Module) -> str:
 
 def tensors_digest(tensors: Sequence[Tensor]) -> str:
     """12 hex digits identifying a list of tensors (Fast R-CNN's cache key: its starting weights
-    and its proposals): each one's dtype and shape, then its bytes in that dtype."""
+    and its proposals): each one's dtype and shape, then its bytes in that dtype.
+
+    No notebook: Fast R-CNN's cache key (:func:`~fastrcnn_lite.train_cache.load_or_train_fast_rcnn`).
+    """
     return short_digest(part for t in tensors for part in (f"{t.dtype}{tuple(t.shape)}", t))

@@ -45,13 +45,18 @@ _USER_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}  # disk fu
 class UserError(ValueError):
     """What the user gave (a path, a file's content, an option) is wrong; not a bug.
 
+    No notebook: the commands and the checks of files and options they run.
+
     The message must say what was expected, what came and the likely fix, and name the file
     (and the field) when a file is at fault. Command-line tools print it as one line.
     """
 
 
 def is_user_error(error: BaseException) -> bool:
-    """True for errors :func:`run` reports in one line (user errors), False for bugs."""
+    """True for errors :func:`run` reports in one line (user errors), False for bugs.
+
+    No notebook: every command's ``if __name__ == "__main__":`` block (through :func:`run`).
+    """
     if isinstance(error, UserError):
         return True
     if isinstance(error, _USER_OS_ERRORS):
@@ -60,7 +65,10 @@ def is_user_error(error: BaseException) -> bool:
 
 
 def format_error(error: BaseException) -> str:
-    """The one-line text of a user error (an OS error names its file: ``strerror: filename``)."""
+    """The one-line text of a user error (an OS error names its file: ``strerror: filename``).
+
+    No notebook: every command's ``if __name__ == "__main__":`` block (through :func:`run`).
+    """
     if isinstance(error, OSError) and not isinstance(error, UserError) and error.strerror:
         text = error.strerror
         if error.filename is not None:
@@ -73,7 +81,10 @@ def format_error(error: BaseException) -> str:
 
 
 def prog_name() -> str:
-    """``python -m <module>`` for the running module, else the script's name."""
+    """``python -m <module>`` for the running module, else the script's name.
+
+    No notebook: every command's ``if __name__ == "__main__":`` block (through :func:`run`).
+    """
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if spec is not None and spec.name:
         name = spec.name.removesuffix(".__main__")
@@ -88,6 +99,8 @@ def call(
     prog: str | None = None,
 ) -> int:
     """Run ``main(argv)`` and return its exit status; a user error prints one line and gives 2.
+
+    No notebook: every command's ``if __name__ == "__main__":`` block (through :func:`run`).
 
     Args:
         main: a command's ``main(argv=None) -> int | None``.
@@ -119,5 +132,8 @@ def run(
     *,
     prog: str | None = None,
 ) -> NoReturn:
-    """``sys.exit(call(main, argv))``: what every ``if __name__ == "__main__":`` block calls."""
+    """``sys.exit(call(main, argv))``: what every ``if __name__ == "__main__":`` block calls.
+
+    No notebook: every command (``python -m fastrcnn_lite.<module>``).
+    """
     sys.exit(call(main, argv, prog=prog))

@@ -24,6 +24,11 @@ PROFILES = ("embedded", "full")
 
 @dataclass
 class Config:
+    """Every setting of a run, one flat dataclass: ``Config()`` is the paper's setting,
+    ``Config.embedded()`` the small profile. Notebook 00 gets one from :func:`profile_from_env`,
+    as every notebook does.
+    """
+
     # --- data -------------------------------------------------------------------------------
     data_root: str = "data/voc"  # folder that holds VOCdevkit/ (real VOC lives in data/voc)
     year: str = "2007"  # VOCdevkit/VOC<year>
@@ -142,6 +147,8 @@ class Config:
 def profile_from_env(default: str = "embedded") -> tuple[str, Config]:
     """The profile the notebooks run: ``FASTRCNN_PROFILE`` = ``embedded`` (default) or ``full``.
 
+    Notebook 00 starts with it, as every notebook does.
+
     Returns:
         (name, config): ``Config.embedded()`` or ``Config()``.
     """
@@ -153,6 +160,8 @@ def profile_from_env(default: str = "embedded") -> tuple[str, Config]:
 
 def project_dir() -> Path:
     """The folder that relative paths in a Config (``data_root``, ``cache_dir``) are relative to.
+
+    Notebook 00 finds the shared data with it; notebook 01 too.
 
     ``FASTRCNN_HOME`` if set; otherwise the nearest folder at or above the current directory
     that holds ``pyproject.toml`` and ``fastrcnn_lite/`` (the repository, also from
@@ -168,6 +177,9 @@ def project_dir() -> Path:
 
 
 def resolve_path(path: str | Path) -> Path:
-    """``path`` itself if absolute, else ``project_dir() / path``."""
+    """``path`` itself if absolute, else ``project_dir() / path``.
+
+    Notebook 01 finds the proposal cache with it; notebook 08 the data.
+    """
     path = Path(path).expanduser()
     return path if path.is_absolute() else project_dir() / path

@@ -48,6 +48,8 @@ def _draw_losses(axes, history: list[dict], smooth: int) -> None:
 def plot_losses(history: list[dict], smooth: int = 20, figsize: tuple[float, float] = (10, 3.5)):
     """A pyplot figure of the training losses in ``history`` (moving averages over ``smooth`` iterations).
 
+    Notebook 06 plots its run's losses with it.
+
     For notebooks: the figure is shown inline like any pyplot figure.
     """
     import matplotlib.pyplot as plt
@@ -60,6 +62,8 @@ def plot_losses(history: list[dict], smooth: int = 20, figsize: tuple[float, flo
 
 class LiveLossPlot:
     """A callback for :func:`~fastrcnn_lite.train.train_fast_rcnn` that redraws the loss curves in a notebook.
+
+    Notebook 06 watches its training with it.
 
     Every ``every`` iterations it replaces one displayed figure (smoothed total, classification
     and box losses against the iteration). Outside IPython it does nothing.
@@ -90,6 +94,8 @@ def training_figure(
     history: list[dict], smooth: int = 20, figsize: tuple[float, float] = (12, 3.4)
 ):
     """A ``matplotlib.figure.Figure`` (no pyplot) of a run: the losses and the learning rate.
+
+    Notebook 08 (the run's ``training.png``, written by the training command).
 
     Three panels against the iteration: the multi-task loss (each iteration faint, the moving
     average over ``smooth`` iterations solid), its two terms (smoothed), and the learning rate
@@ -127,6 +133,8 @@ def write_training_curves(
     history: list[dict], path: str | Path, smooth: int = 20, dpi: int = 80
 ) -> Path:
     """Write :func:`training_figure` of ``history`` as a PNG at ``path``, atomically; returns the path.
+
+    Notebook 08 (the run's ``training.png``, written by the training command).
 
     The figure is rendered by the Agg canvas without pyplot, then closed by dropping it.
     """

@@ -45,7 +45,7 @@ from .fast_rcnn import FastRCNN, resolve_device
 from .rcnn import load_or_train_rcnn
 from .sppnet import load_or_train_sppnet
 from .svd import count_parameters, truncated_svd
-from .train import load_or_train_fast_rcnn
+from .train_cache import load_or_train_fast_rcnn
 
 __all__ = ["SYSTEMS", "INFO_KEYS", "Detector", "load_or_train", "fast_rcnn_info", "with_svd"]
 

@@ -27,18 +27,21 @@ import numpy as np
 import torch
 
 from .config import Config, resolve_path
+from .data import dataset_classes
 from .fast_rcnn import build_fast_rcnn, detect, max_size_for, resolve_device
 from .preflight import MemoryPreflightError, memory_preflight, synthetic_example
+from .proposals import load_proposals, proposal_cache_dir, selective_search
 from .train import (
-    _set_lr,
     amp_dtype,
     build_optimizer,
     grad_scaler,
     lr_at,
+    set_lr,
     train_step,
     training_example,
 )
 from .train_state import checkpoint_iteration, existing_run
+from .voc import VOC_CLASSES
 
 __all__ = ["RunRequest", "RunPlan", "plan_run", "format_seconds", "KNOWN_SPLIT_SIZES"]
 
@@ -55,7 +58,10 @@ LONG_ON_CPU_SECONDS = 3600.0  # a CPU estimate above this gets the one-line GPU 
 
 @dataclass
 class RunRequest:
-    """What the command line asks of a run besides its :class:`~fastrcnn_lite.config.Config`."""
+    """What the command line asks of a run besides its :class:`~fastrcnn_lite.config.Config`.
+
+    Notebook 08 (the training command's plan, ``--plan``).
+    """
 
     out: Path  # the run folder (--out)
     init: str = "pretrained"  # "pretrained" (ImageNet or the small pre-training) or "scratch"
@@ -69,6 +75,8 @@ class RunRequest:
 @dataclass
 class RunPlan:
     """The printed plan and its estimate.
+
+    Notebook 08 (the training command's plan, ``--plan``).
 
     Attributes:
         lines: (topic, text) pairs of the plan.
@@ -109,7 +117,10 @@ class RunPlan:
 
 
 def format_seconds(seconds: float) -> str:
-    """A duration for people: ``0.4 s``, ``12 s``, ``3.5 min``, ``2.1 h``, ``3.4 days``."""
+    """A duration for people: ``0.4 s``, ``12 s``, ``3.5 min``, ``2.1 h``, ``3.4 days``.
+
+    Notebook 07 prints durations with it (through ``experiments.compare``).
+    """
     if seconds < 10:
         return f"{seconds:.1f} s"
     if seconds < 120:
@@ -146,8 +157,6 @@ def _sync(device: torch.device) -> None:
 
 def _proposal_status(dataset, cfg: Config) -> tuple[str, int]:
     """(what the cache holds, how many images still need selective search) for ``dataset``."""
-    from .proposals import proposal_cache_dir
-
     folder = proposal_cache_dir(dataset, cfg)
     if (folder / "proposals.pt").is_file():
         return f"cached in {folder}", 0
@@ -159,8 +168,6 @@ def _proposal_status(dataset, cfg: Config) -> tuple[str, int]:
 
 def _proposals_for(dataset, indices: list[int], cfg: Config, cached: bool) -> tuple[dict, float]:
     """Proposals of some images ({index: Tensor[P, 4]}), and the seconds per image of selective search (0 if cached)."""
-    from .proposals import load_proposals, selective_search
-
     if cached:
         everything = load_proposals(dataset, cfg, progress=False)
         return {i: everything[i] for i in indices}, 0.0
@@ -182,9 +189,6 @@ def _data_lines(cfg: Config, train_ds, test_ds, request: RunRequest) -> tuple[st
             counts[cfg.test_set] = len(test_ds)
         listed = ", ".join(f"{s} {counts[s]} images" for s in splits)
         return f"VOC{cfg.year} under {root}: {listed} (found)", counts
-    from .data import dataset_classes
-    from .voc import VOC_CLASSES
-
     real = dataset_classes(cfg) == VOC_CLASSES  # the embedded dataset is generated on first use
     counts = {s: KNOWN_SPLIT_SIZES.get((str(cfg.year), s)) if real else None for s in splits}
     listed = ", ".join(f"{s} {counts[s] or '?'} images" for s in splits)
@@ -241,6 +245,8 @@ def plan_run(
 ) -> RunPlan:
     """What a training run will do and how long each stage will take on this machine.
 
+    Notebook 08 (the training command's plan, ``--plan``).
+
     Args:
         cfg: the run's configuration.
         request: the command line's other choices (output folder, weights, resume, eval).
@@ -258,8 +264,6 @@ def plan_run(
         raise ValueError(
             f"timed_iters and timed_images must be >= 1; got {timed_iters} and {timed_images}."
         )
-    from .data import dataset_classes
-
     device = resolve_device(cfg)
     dtype = amp_dtype(cfg, device)
     data_line, counts = _data_lines(cfg, train_ds, test_ds, request)
@@ -385,7 +389,7 @@ def _time_training(model, cfg: Config, device, dtype, make, timed_iters: int) ->
     """Seconds per SGD iteration (examples made inside the clock, as in the loop), after one warm-up."""
     model.train()
     optimizer = build_optimizer(model, cfg)
-    _set_lr(optimizer, lr_at(0, cfg))
+    set_lr(optimizer, lr_at(0, cfg))
     scaler = grad_scaler(device, dtype)
     n = cfg.images_per_batch
     times = []

@@ -44,13 +44,18 @@ GiB = 2**30
 
 
 class MemoryPreflightError(UserError):
-    """One training iteration at the run's largest setting would not fit in the GPU's memory."""
+    """One training iteration at the run's largest setting would not fit in the GPU's memory.
+
+    Notebook 08 (the training command's memory pre-flight, on CUDA).
+    """
 
 
 def synthetic_example(
     cfg: Config, scale: int, generator: torch.Generator, width: int | None = None
 ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
     """A made-up training example already at its training size (timing and memory only).
+
+    Notebook 08 (the plan times synthetic images before VOC is downloaded).
 
     The image is ``scale`` pixels high and ``width`` wide (default: a VOC photo's 4:3, capped
     at the longer-side limit); one ground-truth box covers its middle quarter and
@@ -77,7 +82,10 @@ def synthetic_example(
 
 
 def worst_case_batch(cfg: Config, generator: torch.Generator) -> list:
-    """``cfg.images_per_batch`` synthetic examples at the largest scale, longer side at the cap."""
+    """``cfg.images_per_batch`` synthetic examples at the largest scale, longer side at the cap.
+
+    Notebook 08 (the training command's memory pre-flight, on CUDA).
+    """
     scale = max(cfg.scales)
     cap = max_size_for(cfg, tuple(cfg.scales))
     return [
@@ -88,7 +96,10 @@ def worst_case_batch(cfg: Config, generator: torch.Generator) -> list:
 def training_pass(
     model, cfg: Config, device: torch.device, dtype: torch.dtype | None = None
 ) -> None:
-    """One forward and backward pass of ``model`` on :func:`worst_case_batch`; the model is left as it was."""
+    """One forward and backward pass of ``model`` on :func:`worst_case_batch`; the model is left as it was.
+
+    Notebook 08 (the training command's memory pre-flight, on CUDA).
+    """
     buffers = {name: b.clone() for name, b in model.named_buffers()}
     was_training = model.training
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -112,7 +123,10 @@ def training_pass(
 
 
 def memory_budget(device: torch.device) -> int | None:
-    """Bytes this process can use on ``device`` (CUDA: free + already reserved); None elsewhere."""
+    """Bytes this process can use on ``device`` (CUDA: free + already reserved); None elsewhere.
+
+    Notebook 08 (the training command's memory pre-flight, on CUDA).
+    """
     if device.type != "cuda":
         return None
     free, _total = torch.cuda.mem_get_info(device)
@@ -124,7 +138,10 @@ def _momentum_bytes(model) -> int:
 
 
 def training_peak_bytes(model, cfg: Config, device: torch.device, dtype=None) -> int:
-    """Peak CUDA memory of :func:`training_pass` (weights included) plus the SGD momentum buffers."""
+    """Peak CUDA memory of :func:`training_pass` (weights included) plus the SGD momentum buffers.
+
+    Notebook 08 (the training command's memory pre-flight, on CUDA).
+    """
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     training_pass(model, cfg, device, dtype)
@@ -140,6 +157,8 @@ def _setting(cfg: Config) -> str:
 
 def check_memory(peak_bytes: int | None, budget_bytes: int, cfg: Config) -> str:
     """The pre-flight's decision: a one-line verdict when ``peak_bytes`` fits, else MemoryPreflightError.
+
+    Notebook 08 (the training command's memory pre-flight, on CUDA).
 
     Args:
         peak_bytes: what one iteration needs (None: the pass itself ran out of memory).
@@ -181,6 +200,8 @@ def memory_preflight(
     measure=None,
 ) -> str | None:
     """Stop a run that would not fit, before it starts: one pass at the largest setting.
+
+    Notebook 08 (the training command's memory pre-flight, on CUDA).
 
     Args:
         model: the run's network (or one of the same shapes), on ``device``.

@@ -19,7 +19,10 @@ __all__ = ["tqdm", "final_line"]
 
 def final_line(bar) -> str:
     """The line a closed bar leaves behind: ``desc: 100% n/total in mm:ss`` (``desc: n it in
-    mm:ss`` without a total; a bar stopped early shows the percentage it reached)."""
+    mm:ss`` without a total; a bar stopped early shows the percentage it reached).
+
+    No notebook: the progress bars' closing line (:func:`tqdm`).
+    """
     d = dict(bar.format_dict)
     fmt = (
         "{percentage:.0f}% {n_fmt}/{total_fmt} in {elapsed}"

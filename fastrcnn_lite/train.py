@@ -27,13 +27,13 @@ autocast and 71 s under float16 autocast, so it would only slow a CPU run down.
 
 On the CPU an interrupted and resumed run ends with weights bitwise identical to an
 uninterrupted one (``tests/test_train.py``); what a run keeps on disk, and why a folder that
-holds a run is never overwritten silently, is :mod:`fastrcnn_lite.train_state`. The command
-line (``python -m fastrcnn_lite.train``) is :mod:`fastrcnn_lite.train_cli`.
+holds a run is never overwritten silently, is :mod:`fastrcnn_lite.train_state`; the trained
+model cached for the notebooks, :mod:`fastrcnn_lite.train_cache`. The command line
+(``python -m fastrcnn_lite.train``) is :mod:`fastrcnn_lite.train_cli`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import time
@@ -45,17 +45,14 @@ import torch
 from torch import Tensor, nn
 
 from .backbones import build_sgd
-from .checkpoint import atomic_save, cache_path, load_checkpoint, tensors_digest
 from .cli import UserError
 from .config import Config
 from .curves import LiveLossPlot, plot_losses, write_training_curves
-from .fast_rcnn import OOM_HINT, FastRCNN, build_fast_rcnn, resolve_device
-from .pretrain import pretrained_backbone
+from .fast_rcnn import OOM_HINT, FastRCNN, resolve_device
 from .progress import tqdm
 from .sampling import ImageSampler, regression_target_stats
 from .train_state import (
     TRAINING_FIELDS,
-    check_config,
     check_run_folder,
     clear_run,
     load_training_checkpoint,
@@ -72,6 +69,7 @@ __all__ = [
     "DEFAULT_TRAINABLE_FROM",
     "build_optimizer",
     "lr_at",
+    "set_lr",
     "amp_dtype",
     "grad_scaler",
     "training_example",
@@ -79,12 +77,9 @@ __all__ = [
     "train_fast_rcnn",
     "save_training_checkpoint",
     "load_training_checkpoint",
-    "load_fast_rcnn",
-    "load_or_train_fast_rcnn",
     "read_metrics",
     "plot_losses",
     "LiveLossPlot",
-    "main",
 ]
 
 # Where fine-tuning starts (section 4.5): VGG16 from conv3_1; S and M (AlexNet here) from conv2;
@@ -96,6 +91,8 @@ DEFAULT_TRAINABLE_FROM = {"small": "conv3", "alexnet": "conv2", "vgg16": "conv3_
 def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.SGD:
     """SGD with the paper's per-layer settings: weights (lr, decay), biases (2 x lr, no decay).
 
+    Notebook 06 (inside :func:`train_fast_rcnn`).
+
     :func:`~fastrcnn_lite.backbones.build_sgd` with ``cfg.lr``, ``cfg.momentum``,
     ``cfg.weight_decay`` and ``cfg.bias_lr_factor``: three parameter groups, each with
     ``lr_factor`` (multiplied by the scheduled lr): ``weights`` (lr x 1, weight decay),
@@ -106,11 +103,18 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.SGD:
 
 
 def lr_at(iteration: int, cfg: Config) -> float:
-    """The step schedule: ``cfg.lr`` times ``cfg.lr_gamma`` for every step in ``cfg.lr_steps`` already passed."""
+    """The step schedule: ``cfg.lr`` times ``cfg.lr_gamma`` for every step in ``cfg.lr_steps`` already passed.
+
+    Notebook 06 (inside :func:`train_fast_rcnn`).
+    """
     return cfg.lr * cfg.lr_gamma ** sum(iteration >= step for step in cfg.lr_steps)
 
 
-def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set each parameter group's lr to ``lr`` times its ``lr_factor`` (of :func:`build_optimizer`).
+
+    No notebook: the training loop, :mod:`fastrcnn_lite.plan` and the profiling experiment call it.
+    """
     for group in optimizer.param_groups:
         group["lr"] = lr * group["lr_factor"]
 
@@ -118,6 +122,8 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 # --- mixed precision --------------------------------------------------------------------------
 def amp_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of training and detection: float16 when ``cfg.amp`` on CUDA, else None (float32).
+
+    Notebook 08 (the training command's ``--amp``); also :func:`train_fast_rcnn`.
 
     float16 (not bfloat16) because every CUDA GPU with tensor cores runs it; the
     :func:`grad_scaler` keeps its small gradients from underflowing.
@@ -137,7 +143,10 @@ def amp_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
 
 
 def grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler:
-    """A loss scaler, enabled for float16 autocast only (disabled it passes the loss and step through)."""
+    """A loss scaler, enabled for float16 autocast only (disabled it passes the loss and step through).
+
+    Notebook 06 (inside :func:`train_fast_rcnn`; enabled with ``cfg.amp`` only).
+    """
     return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
 
@@ -146,6 +155,8 @@ def training_example(
     dataset, proposals: list[Tensor], index: int, scale: int, flip: bool, cfg: Config
 ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
     """One image of a mini-batch, rescaled (shorter side ``scale``) and maybe flipped, with its boxes.
+
+    Notebook 06 builds a mini-batch with it.
 
     Difficult objects are dropped unless ``cfg.use_difficult`` (the paper's code drops them);
     at most ``cfg.proposals_per_image`` proposals are kept.
@@ -174,6 +185,8 @@ def train_step(
     dtype: torch.dtype | None = None,
 ) -> dict[str, Tensor]:
     """One SGD iteration on a mini-batch of :func:`training_example` outputs.
+
+    Notebook 06 (each iteration of :func:`train_fast_rcnn`).
 
     The forward pass runs under ``torch.autocast(dtype)`` when ``dtype`` is set (mixed
     precision); the backward pass and the update go through ``scaler``.
@@ -207,6 +220,8 @@ def train_fast_rcnn(
     overwrite: bool = False,
 ) -> dict:
     """Train ``model`` for ``cfg.max_iters`` SGD iterations (hierarchical sampling, multi-task loss).
+
+    Notebook 06 trains with it; notebook 08 through the training command.
 
     Args:
         model: a :class:`~fastrcnn_lite.fast_rcnn.FastRCNN` (its box_means / box_stds set).
@@ -293,7 +308,7 @@ def train_fast_rcnn(
         for it in range(start_iter, cfg.max_iters):
             tick = time.perf_counter()
             lr = lr_at(it, cfg)
-            _set_lr(optimizer, lr)
+            set_lr(optimizer, lr)
             examples = [
                 training_example(train_ds, proposals, i, s, f, cfg)
                 for i, s, f in sampler.next_batch()
@@ -342,92 +357,13 @@ def train_fast_rcnn(
     }
 
 
-# --- models for the notebooks -----------------------------------------------------------------
-def load_fast_rcnn(path: str | Path, cfg: Config, num_classes: int) -> tuple[FastRCNN, dict]:
-    """A trained model saved by :func:`load_or_train_fast_rcnn` or :func:`train_fast_rcnn`.
-
-    Raises a ValueError naming the mismatch when the file holds another number of classes or
-    another backbone / pool size than ``cfg`` builds.
-    """
-    state = load_checkpoint(path)
-    saved_cfg = state.get("config", {})
-    check_config(saved_cfg, cfg, path, fields=("backbone",))
-    if state.get("num_classes") != num_classes:
-        raise ValueError(
-            f"{path} holds a model for num_classes = {state.get('num_classes')}, not {num_classes}."
-        )
-    model = build_fast_rcnn(cfg, num_classes)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise ValueError(
-            f"{path} does not fit the model built from this config: {str(e).splitlines()[0]}"
-        ) from e
-    model.eval()
-    return model, state
-
-
-def load_or_train_fast_rcnn(
-    cfg: Config,
-    train_ds,
-    proposals: list[Tensor],
-    progress: bool = True,
-    pretrained: bool = True,
-    callback: Callable[[int, list[dict]], None] | None = None,
-) -> tuple[FastRCNN, dict]:
-    """The trained Fast R-CNN for ``cfg``, from the cache if present, else trained and cached.
-
-    The model starts from :func:`~fastrcnn_lite.pretrain.pretrained_backbone` (``pretrained``)
-    or from random weights; the file is ``cache_path(cfg, "fast_rcnn", ...)``, so another
-    config or dataset never loads a stale model.
-
-    Returns:
-        (model in eval mode on ``cfg.device``, info): info has ``train_seconds``, ``iterations``,
-        ``history`` (per-iteration losses), ``path``, ``from_cache`` and ``pretrained``.
-    """
-    num_classes = len(train_ds.classes)
-    backbone = pretrained_backbone(cfg, train_ds, progress=progress) if pretrained else None
-    # The key covers the config, the data (through its proposals) and the starting weights, so
-    # a regenerated dataset or a re-trained backbone never loads a stale model.
-    start = "scratch"
-    if backbone is not None:
-        weights = [*backbone.body.state_dict().values(), *backbone.fc.state_dict().values()]
-        start = tensors_digest(weights)
-    path = cache_path(cfg, "fast_rcnn", data=f"{getattr(train_ds, 'root', '')}|{len(train_ds)}",
-                      proposals=tensors_digest(proposals), start=start, version=1)  # fmt: skip
-    if path.is_file():
-        model, state = load_fast_rcnn(path, cfg, num_classes)
-        info = dict(state["info"], path=path, from_cache=True)
-        if progress:
-            print(f"Fast R-CNN loaded from {path.name} (trained in {info['train_seconds']:.0f} s)")
-        return model.to(resolve_device(cfg)), info
-    means, stds = target_stats(cfg, train_ds, proposals)
-    torch.manual_seed(cfg.seed)
-    model = build_fast_rcnn(cfg, num_classes, backbone, means, stds)
-    result = train_fast_rcnn(model, train_ds, proposals, cfg, progress=progress, callback=callback)
-    info = {
-        "train_seconds": result["train_seconds"],
-        "iterations": result["iterations"],
-        "history": result["history"],
-        "pretrained": pretrained,
-    }
-    atomic_save(
-        {
-            "kind": "fastrcnn_lite.model",
-            "model": model.state_dict(),
-            "config": dataclasses.asdict(cfg),
-            "num_classes": num_classes,
-            "info": info,
-        },  # fmt: skip
-        path,
-    )
-    return model.eval(), dict(info, path=path, from_cache=False)
-
-
 def target_stats(
     cfg: Config, train_ds, proposals: list[Tensor]
 ) -> tuple[Tensor, Tensor] | tuple[None, None]:
-    """Per-class means / stds of the training set's regression targets (None, None if not ``cfg.normalize_targets``)."""
+    """Per-class means / stds of the training set's regression targets (None, None if not ``cfg.normalize_targets``).
+
+    Notebook 06 computes the regression-target statistics with it.
+    """
     if not cfg.normalize_targets:
         return None, None
     targets = []
@@ -438,14 +374,8 @@ def target_stats(
     return regression_target_stats(props, targets, len(train_ds.classes), cfg.fg_iou_thresh)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m fastrcnn_lite.train``: the command line of :mod:`fastrcnn_lite.train_cli`."""
-    from .train_cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m fastrcnn_lite.train: the command of train_cli.py
     from .cli import run
+    from .train_cli import main
 
     run(main)

@@ -25,15 +25,28 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import write_json
 from .cli import UserError
-from .config import Config
+from .config import Config, resolve_path
+from .data import load_datasets
+from .evaluate import evaluate_detections
+from .fast_rcnn import build_fast_rcnn, detect, resolve_device
+from .plan import RunRequest, plan_run
+from .pretrain import pretrained_backbone
+from .proposals import load_proposals
 from .train import DEFAULT_TRAINABLE_FROM, amp_dtype, target_stats, train_fast_rcnn
+from .train_state import check_run_folder, checkpoint_iteration
+from .voc import voc_dir
+from .voc_results import write_voc_results
 
 __all__ = ["parse_args", "config_from_args", "request_from_args", "main"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The training command's arguments (``python -m fastrcnn_lite.train --help``)."""
+    """The training command's arguments (``python -m fastrcnn_lite.train --help``).
+
+    Notebook 08 reads its command line with it.
+    """
     p = argparse.ArgumentParser(
         prog="python -m fastrcnn_lite.train",
         description="Train Fast R-CNN (resumable), optionally evaluate on the test split. "
@@ -91,7 +104,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def config_from_args(args) -> Config:
-    """The Config a command line asks for."""
+    """The Config a command line asks for.
+
+    Notebook 08 rebuilds the run's Config with it.
+    """
     cfg = Config.embedded() if args.profile == "embedded" else Config()
     changes = {}
     for name, value in (("data_root", args.data_root), ("year", args.year), ("train_set", args.split),
@@ -126,9 +142,10 @@ def config_from_args(args) -> Config:
 
 
 def request_from_args(args):
-    """The :class:`~fastrcnn_lite.plan.RunRequest` of a command line."""
-    from .plan import RunRequest
+    """The :class:`~fastrcnn_lite.plan.RunRequest` of a command line.
 
+    Notebook 08 (through :func:`main`).
+    """
     return RunRequest(out=Path(args.out), init=args.init, weights=args.weights, resume=args.resume,
                       overwrite=args.overwrite, evaluate=args.eval,
                       checkpoint_every=args.checkpoint_every)  # fmt: skip
@@ -136,12 +153,10 @@ def request_from_args(args):
 
 def evaluate_run(model, cfg: Config, test_ds, out: Path, iterations: int, train_seconds: float,
                  progress: bool = True) -> dict:  # fmt: skip
-    """Detect the test split, write the VOC results files and ``eval.json``; returns the summary."""
-    from .checkpoint import write_json
-    from .evaluate import evaluate_detections, write_voc_results
-    from .fast_rcnn import detect, resolve_device
-    from .proposals import load_proposals
+    """Detect the test split, write the VOC results files and ``eval.json``; returns the summary.
 
+    Notebook 08 (``--eval``, through :func:`main`).
+    """
     device = resolve_device(cfg)
     dtype = amp_dtype(cfg, device)
     test_props = load_proposals(test_ds, cfg, progress=progress)
@@ -166,12 +181,10 @@ def evaluate_run(model, cfg: Config, test_ds, out: Path, iterations: int, train_
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Plan, train (or resume), evaluate. User errors raise :class:`~fastrcnn_lite.cli.UserError`."""
-    from .data import load_datasets
-    from .fast_rcnn import build_fast_rcnn, resolve_device
-    from .plan import plan_run
-    from .train_state import check_run_folder, checkpoint_iteration
+    """Plan, train (or resume), evaluate. User errors raise :class:`~fastrcnn_lite.cli.UserError`.
 
+    Notebook 08 runs the training command with it.
+    """
     args = parse_args(argv)
     cfg = config_from_args(args)
     request = request_from_args(args)
@@ -188,9 +201,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"{done} or more to continue it, or --overwrite to start over."
             )
 
-    from .config import resolve_path
-    from .voc import voc_dir
-
     split_file = voc_dir(resolve_path(cfg.data_root), cfg.year) / "ImageSets" / "Main"
     if args.plan and not (split_file / f"{cfg.train_set}.txt").is_file():
         train_ds = test_ds = None  # the plan says where to download it; nothing is generated
@@ -203,15 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan:
         return 0
 
-    from .proposals import load_proposals
-
     train_props = load_proposals(train_ds, cfg, progress=progress)
     num_classes = len(train_ds.classes)
     backbone, means, stds = None, None, None
     if done is None:  # a resumed model gets every weight and statistic from its checkpoint
         if args.init == "pretrained":
-            from .pretrain import pretrained_backbone
-
             backbone = pretrained_backbone(cfg, train_ds, progress=progress, weights=args.weights)
         elif args.weights:
             raise UserError("--weights needs --init pretrained.")

@@ -71,7 +71,10 @@ RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "training.png", "eval.json", "res
 
 # --- RNG states -------------------------------------------------------------------------------
 def rng_state() -> dict:
-    """The python, numpy, torch (and CUDA) RNG states, as tensors and numbers (``weights_only`` loadable)."""
+    """The python, numpy, torch (and CUDA) RNG states, as tensors and numbers (``weights_only`` loadable).
+
+    No notebook: :func:`save_training_checkpoint`.
+    """
     np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
@@ -88,7 +91,10 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` returned."""
+    """Restore what :func:`rng_state` returned.
+
+    No notebook: a resumed :func:`~fastrcnn_lite.train.train_fast_rcnn`.
+    """
     torch.set_rng_state(state["torch"])
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
@@ -112,7 +118,10 @@ def save_training_checkpoint(
     classes: tuple[str, ...] | None = None,
     scaler: torch.amp.GradScaler | None = None,
 ) -> Path:
-    """Write everything a resume needs, atomically (a kill mid-write keeps the previous file)."""
+    """Write everything a resume needs, atomically (a kill mid-write keeps the previous file).
+
+    Notebook 06 (its stopped and resumed run, inside ``train_fast_rcnn``).
+    """
     state = {
         "kind": CHECKPOINT_KIND,
         "iteration": iteration,
@@ -133,6 +142,8 @@ def check_config(
     saved: dict, cfg: Config, path: str | Path, fields: tuple[str, ...] = TRAINING_FIELDS
 ) -> None:
     """Raise a ValueError naming every training field in which ``saved`` (a checkpoint's config) and ``cfg`` differ.
+
+    No notebook: :func:`load_training_checkpoint`.
 
     A field the checkpoint does not have (written before the field existed) counts as its
     default value, so older checkpoints still resume.
@@ -159,6 +170,8 @@ def check_config(
 def load_training_checkpoint(path: str | Path, cfg: Config, model=None) -> dict:
     """Read a training checkpoint and check it belongs to ``cfg`` (and to ``model``).
 
+    Notebook 06 reads a stopped run's checkpoint with it.
+
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: truncated or foreign file; written under another configuration (the message
@@ -182,6 +195,8 @@ def load_training_checkpoint(path: str | Path, cfg: Config, model=None) -> dict:
 def checkpoint_iteration(path: str | Path) -> int | None:
     """The iteration a training checkpoint was written at, read without loading its tensors.
 
+    Notebook 08 (the training command's ``--resume`` and its plan).
+
     Returns None when there is no file at ``path``; a damaged file raises the ValueError of
     :func:`~fastrcnn_lite.checkpoint.load_checkpoint`.
     """
@@ -202,13 +217,18 @@ def checkpoint_iteration(path: str | Path) -> int | None:
 
 # --- the run folder ---------------------------------------------------------------------------
 def existing_run(out: str | Path) -> list[str]:
-    """The files in ``out`` that show a run was started there (``checkpoint.pt``, ``metrics.jsonl``)."""
+    """The files in ``out`` that show a run was started there (``checkpoint.pt``, ``metrics.jsonl``).
+
+    Notebook 08 (the training command's plan and its folder check).
+    """
     out = Path(out)
     return [name for name in ("checkpoint.pt", "metrics.jsonl") if (out / name).is_file()]
 
 
 def check_run_folder(out: str | Path, resume: bool, overwrite: bool) -> None:
     """Refuse to start a fresh run in a folder that holds one, unless asked to start over.
+
+    Notebook 08 (the training command refuses a used folder with it).
 
     Raises:
         UserError: ``resume`` and ``overwrite`` both set; or ``out`` holds a run and neither is
@@ -238,7 +258,10 @@ def _describe_iteration(out: Path) -> str:
 
 
 def clear_run(out: str | Path) -> list[Path]:
-    """Delete what a run wrote into ``out`` (:data:`RUN_FILES`); other files stay. Returns what was removed."""
+    """Delete what a run wrote into ``out`` (:data:`RUN_FILES`); other files stay. Returns what was removed.
+
+    Notebook 08 (the training command's ``--overwrite``).
+    """
     out = Path(out)
     removed = []
     for name in RUN_FILES:
@@ -255,6 +278,8 @@ def clear_run(out: str | Path) -> list[Path]:
 # --- metrics ----------------------------------------------------------------------------------
 def read_metrics(path: str | Path) -> list[dict]:
     """The records of a ``metrics.jsonl`` file (one dict per iteration).
+
+    Notebook 06 reads ``metrics.jsonl`` with it; notebook 08 too.
 
     A last line cut short (the process was killed while writing it) is left out; any other
     line that is not JSON raises a UserError naming the file and the line.
@@ -279,6 +304,8 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 def truncate_metrics(path: str | Path, iteration: int) -> list[dict]:
     """Keep only the records up to ``iteration`` (a resumed run re-does the ones after its checkpoint).
+
+    No notebook: a resumed :func:`~fastrcnn_lite.train.train_fast_rcnn`.
 
     Returns the records kept.
     """

@@ -48,7 +48,7 @@ pytest.importorskip("playwright", reason="the browser tests need playwright (tes
 pytest.importorskip("pytest_playwright", reason="the browser tests need pytest-playwright")
 
 from fastrcnn_lite.roi_pool import roi_pool  # noqa: E402
-from fastrcnn_lite.teaching.roi_widgets import (  # noqa: E402
+from fastrcnn_lite.teaching.roi_views import (  # noqa: E402
     IMAGE_SIZE,
     demo_feature_map,
     feature_size,

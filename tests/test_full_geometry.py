@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastrcnn_lite import train as train_module
+from fastrcnn_lite import train_cli
 from fastrcnn_lite.checkpoint import load_checkpoint
 from fastrcnn_lite.config import Config
 from fastrcnn_lite.data import load_datasets
@@ -33,7 +33,7 @@ def test_full_profile_on_real_photos_trains_resumes_and_writes_valid_outputs(tmp
                "--test-split", "test", "--backbone", "alexnet", "--init", "scratch",
                "--cache-dir", str(cache), "--out", str(out), "--lr-steps", "2",
                "--checkpoint-every", "1", "--no-progress"]  # fmt: skip
-    assert train_module.main(command + ["--iters", "2"]) == 0
+    assert train_cli.main(command + ["--iters", "2"]) == 0
     text = capsys.readouterr().out
     assert "scale 600 (longer side <= 1000)" in text and "at most 2000 per image" in text
     assert "test 9 images (found)" in text and "trained 2 iterations" in text
@@ -51,7 +51,7 @@ def test_full_profile_on_real_photos_trains_resumes_and_writes_valid_outputs(tmp
         assert max(h, w) <= 1000 and len(props) == counts[i]
 
     # Resume to 3 iterations and evaluate.
-    assert train_module.main(command + ["--iters", "3", "--resume", "--eval"]) == 0
+    assert train_cli.main(command + ["--iters", "3", "--resume", "--eval"]) == 0
     text = capsys.readouterr().out
     assert "resuming from" in text and "at iteration 2" in text
     assert load_checkpoint(out / "checkpoint.pt")["iteration"] == 3

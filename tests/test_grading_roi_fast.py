@@ -11,7 +11,7 @@ from fastrcnn_lite.roi_pool import roi_bin_edges, roi_pool, roi_pool_loop
 from fastrcnn_lite.sampling import sample_rois
 from fastrcnn_lite.svd import svd_linear
 from fastrcnn_lite.teaching import grading
-from fastrcnn_lite.teaching.grading.fast_rcnn import detect_reference
+from fastrcnn_lite.teaching.grading.detect import detect_reference
 
 
 def _loop_backward(features, rois, output_size, scale, grad_output):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastrcnn_lite import preflight
-from fastrcnn_lite import train as train_module
+from fastrcnn_lite import preflight, train_cli
 from fastrcnn_lite.cli import call
 from fastrcnn_lite.config import Config
 from fastrcnn_lite.data import load_datasets
@@ -86,7 +85,7 @@ def test_plan_flag_prints_the_plan_and_stops(tmp_path, capsys):
     root = tiny_voc(tmp_path)
     out = tmp_path / "run"
     command = tiny_command(tmp_path, root, out) + ["--iters", "4", "--eval", "--plan"]
-    assert call(train_module.main, command) == 0
+    assert call(train_cli.main, command) == 0
     text = capsys.readouterr().out
     assert text.startswith("plan:\n  data") and "estimate on this machine (cpu" in text
     for stage in ("proposals", "training", "evaluation", "total"):
@@ -98,7 +97,7 @@ def test_plan_before_the_download_uses_known_split_sizes_and_synthetic_images(tm
     command = ["--profile", "full", "--data-root", str(tmp_path / "nothing"), "--backbone", "alexnet",
                "--init", "scratch", "--scale", "96", "--max-size", "128", "--iters", "10",
                "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--eval", "--plan"]  # fmt: skip
-    assert call(train_module.main, command) == 0
+    assert call(train_cli.main, command) == 0
     text = capsys.readouterr().out
     assert "download it first (python -m fastrcnn_lite.download" in text
     assert "trainval 5011 images, test 4952 images" in text
@@ -113,7 +112,7 @@ def test_plan_before_the_download_uses_known_split_sizes_and_synthetic_images(tm
 def test_amp_is_refused_on_a_cpu(tmp_path, capsys):
     root = tiny_voc(tmp_path)
     command = tiny_command(tmp_path, root, tmp_path / "run") + ["--iters", "2", "--amp"]
-    assert call(train_module.main, command) == 2
+    assert call(train_cli.main, command) == 2
     err = capsys.readouterr().err
     assert "--amp (cfg.amp, mixed precision) runs on CUDA only" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
@@ -201,7 +200,7 @@ def test_cli_stops_before_training_when_the_gpu_is_too_small(tmp_path, capsys, m
 
     monkeypatch.setattr(preflight, "memory_budget", lambda device: 2 * GiB)
     monkeypatch.setattr(preflight, "training_peak_bytes", peak)
-    assert call(train_module.main, tiny_command(tmp_path, root, out) + ["--iters", "2"]) == 2
+    assert call(train_cli.main, tiny_command(tmp_path, root, out) + ["--iters", "2"]) == 2
     captured = capsys.readouterr()
     assert passes == [(192,)] and "Traceback" not in captured.err
     assert "memory       does NOT fit" in captured.out  # the plan is printed first

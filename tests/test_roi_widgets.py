@@ -1,4 +1,4 @@
-"""The RoI pooling widget's state and drawing functions (fastrcnn_lite.teaching.roi_widgets), tested directly.
+"""The RoI pooling views, drawings and widgets (teaching.roi_views, roi_figures, roi_widgets).
 
 nbval cannot move a slider, so the functions behind the sliders are checked here against
 torchvision.ops.roi_pool, hand-worked grids and the package's own backward.
@@ -23,14 +23,27 @@ from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from fastrcnn_lite.teaching import roi_widgets as rw  # noqa: E402
-from fastrcnn_lite.teaching.roi_widgets import (  # noqa: E402
-    demo_feature_map,
+from fastrcnn_lite.teaching import roi_figures as rf  # noqa: E402
+from fastrcnn_lite.teaching.roi_figures import (  # noqa: E402
     draw_roi_backward_view,
     draw_roi_pool_view,
+)
+from fastrcnn_lite.teaching.roi_views import (  # noqa: E402
+    IMAGE_SIZE,
+    demo_feature_map,
+    feature_size,
     roi_backward_view,
     roi_pool_view,
 )
+
+
+@pytest.fixture
+def rw():
+    """The widgets module; it needs ipywidgets (the notebooks extra)."""
+    pytest.importorskip("ipywidgets")
+    from fastrcnn_lite.teaching import roi_widgets
+
+    return roi_widgets
 
 
 def test_demo_feature_map():
@@ -125,7 +138,7 @@ def test_draw_forward_view():
     assert len(hatched) == 1  # the off-map ground
     # each winning cell outlined red, once
     winners = {tuple(c) for c in view.argmax.reshape(-1, 2).tolist() if c[0] >= 0}
-    red = [p for p in _rects(ax_map) if to_rgba(p.get_edgecolor()) == to_rgba(rw.ARGMAX_COLOUR)]
+    red = [p for p in _rects(ax_map) if to_rgba(p.get_edgecolor()) == to_rgba(rf.ARGMAX_COLOUR)]
     assert {
         (round(p.get_y() + p.get_height() / 2), round(p.get_x() + p.get_width() / 2)) for p in red
     } == winners
@@ -143,7 +156,7 @@ def test_draw_forward_view():
     }
     assert len(outlines) == h * w
     for (i, j), p in outlines.items():
-        assert to_rgba(p.get_edgecolor()) == to_rgba(rw.BIN_COLOURS[(i + j) % 2])
+        assert to_rgba(p.get_edgecolor()) == to_rgba(rf.BIN_COLOURS[(i + j) % 2])
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "argmax cell of a bin" in labels and "outside the map" in labels
     assert draw_roi_pool_view(view, fig) is fig  # redraws into the same figure
@@ -151,7 +164,7 @@ def test_draw_forward_view():
 
 def test_roi_pool_readout_is_the_call_that_computes_it():
     view = roi_pool_view(demo_feature_map(16, 20), (24, 16, 96, 72), (3, 5), 1 / 8)
-    head, *rows = rw.roi_pool_readout(view).splitlines()
+    head, *rows = rf.roi_pool_readout(view).splitlines()
     assert head.startswith(
         "features = demo_feature_map(16, 20); roi_pool(features[None, None], "
         "torch.tensor([[0, 24, 16, 96, 72]]), (3, 5), 1/8)[0, 0]"
@@ -197,7 +210,7 @@ def test_draw_backward_view():
     ax_map, ax_out = fig.axes
     assert f"cell (y={view.target[0]}, x={view.target[1]})" in ax_map.get_title()
     assert not ax_map.lines  # the target is outlined, not starred over its digit
-    orange = [p for p in _rects(ax_map) if to_rgba(p.get_edgecolor()) == to_rgba(rw.TARGET_COLOUR)]
+    orange = [p for p in _rects(ax_map) if to_rgba(p.get_edgecolor()) == to_rgba(rf.TARGET_COLOUR)]
     cells = [p for p in orange if abs(p.get_width() - 1.12) < 1e-9]  # the outlined cell
     assert len(cells) == 1
     p = cells[0]
@@ -213,8 +226,7 @@ def _readout_matrix(ui):
     return text.splitlines()
 
 
-def test_roi_pool_widget_controls_and_output():
-    pytest.importorskip("ipywidgets")
+def test_roi_pool_widget_controls_and_output(rw):
     ui = rw.roi_pool_widget()
     controls = ui.children[0].children
     assert [c.description for c in controls] == [
@@ -240,16 +252,15 @@ def test_roi_pool_widget_controls_and_output():
     h.value = 4
     # the printed output is roi_pool's, for the values the controls show
     box = [float(c.value) for c in (x1, y1, x2, y2)]
-    f = demo_feature_map(*rw.feature_size(rw.IMAGE_SIZE, 1 / 16))[None, None]
+    f = demo_feature_map(*feature_size(IMAGE_SIZE, 1 / 16))[None, None]
     ref = torchvision.ops.roi_pool(f, torch.tensor([[0.0, *box]]), (4, w.value), 1 / 16)
     head, *rows = _readout_matrix(ui)
     assert f"[[0, {', '.join(f'{c:g}' for c in box)}]]), (4, {w.value}), 1/16)" in head
     assert [[float(v) for v in r.split()] for r in rows] == ref[0, 0].tolist()
 
 
-def test_roi_pool_widget_step_is_fast():
+def test_roi_pool_widget_step_is_fast(rw):
     """A slider step re-pools and redraws in well under half a second (median of 3 steps)."""
-    pytest.importorskip("ipywidgets")
     ui = rw.roi_pool_widget()
     x2 = ui.children[0].children[2]
     times = []
@@ -260,8 +271,7 @@ def test_roi_pool_widget_step_is_fast():
     assert sorted(times)[1] < 0.5, times
 
 
-def test_roi_backward_widget_bins_follow_the_grid():
-    pytest.importorskip("ipywidgets")
+def test_roi_backward_widget_bins_follow_the_grid(rw):
     boxes = [(24, 20, 100, 76), (60, 30, 150, 110), (8, 8, 40, 40)]
     ui = rw.roi_backward_widget(boxes)
     size, roi, row, col = ui.children[0].children
@@ -278,8 +288,7 @@ def test_roi_backward_widget_bins_follow_the_grid():
     assert f"value {forward.pooled[1, 1]:.0f}; its gradient goes to cell (y={y}, x={x})" in text
 
 
-def test_widgets_display_a_picture_and_no_widget_repr():
-    pytest.importorskip("ipywidgets")
+def test_widgets_display_a_picture_and_no_widget_repr(rw):
     from fastrcnn_lite.teaching.widget_display import RUN_NOTE
 
     for ui in (rw.roi_pool_widget(), rw.roi_backward_widget(BOXES)):

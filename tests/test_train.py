@@ -8,19 +8,18 @@ import json
 import pytest
 import torch
 
-from fastrcnn_lite import train as train_module
 from fastrcnn_lite import train_cli
 from fastrcnn_lite.checkpoint import atomic_save, load_checkpoint
 from fastrcnn_lite.cli import UserError, call
 from fastrcnn_lite.fast_rcnn import build_fast_rcnn
 from fastrcnn_lite.train import (
     build_optimizer,
-    load_fast_rcnn,
     load_training_checkpoint,
     lr_at,
     read_metrics,
     train_fast_rcnn,
 )
+from fastrcnn_lite.train_cache import load_fast_rcnn
 from fastrcnn_lite.voc import VOC_CLASSES
 
 from .helpers import write_voc_tree
@@ -231,9 +230,9 @@ def test_cli_tiny_run_resume_and_eval(tmp_path, capsys):
     root = tiny_voc(tmp_path)
     out = tmp_path / "run"
     common = tiny_command(tmp_path, root, out)
-    assert train_module.main(common + ["--iters", "2"]) == 0
+    assert train_cli.main(common + ["--iters", "2"]) == 0
     assert load_checkpoint(out / "checkpoint.pt")["iteration"] == 2
-    assert train_module.main(common + ["--iters", "4", "--resume", "--eval"]) == 0
+    assert train_cli.main(common + ["--iters", "4", "--resume", "--eval"]) == 0
     text = capsys.readouterr().out
     assert "resuming from" in text and "at iteration 2" in text and "mAP (VOC07 11-point)" in text
     assert [r["iter"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2, 3, 4]
@@ -255,11 +254,11 @@ def test_a_finished_run_is_never_overwritten_without_asking(tmp_path, capsys):
     root = tiny_voc(tmp_path)
     out = tmp_path / "run"
     common = tiny_command(tmp_path, root, out)
-    assert call(train_module.main, common + ["--iters", "4"]) == 0
+    assert call(train_cli.main, common + ["--iters", "4"]) == 0
     before = {name: (out / name).read_bytes() for name in ("checkpoint.pt", "metrics.jsonl")}
     capsys.readouterr()
     # The same command again, with fewer iterations, without --resume: refused, nothing touched.
-    assert call(train_module.main, common + ["--iters", "2"]) == 2
+    assert call(train_cli.main, common + ["--iters", "2"]) == 2
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err and "trained" not in captured.out
     assert f"{out} already holds a run" in captured.err
@@ -267,10 +266,10 @@ def test_a_finished_run_is_never_overwritten_without_asking(tmp_path, capsys):
     assert "checkpoint at iteration 4" in captured.err
     assert {name: (out / name).read_bytes() for name in before} == before
     # Both flags at once contradict each other.
-    assert call(train_module.main, common + ["--iters", "4", "--resume", "--overwrite"]) == 2
+    assert call(train_cli.main, common + ["--iters", "4", "--resume", "--overwrite"]) == 2
     assert "contradict" in capsys.readouterr().err
     # --overwrite starts over: a 2-iteration run replaces the 4-iteration one.
-    assert call(train_module.main, common + ["--iters", "2", "--overwrite"]) == 0
+    assert call(train_cli.main, common + ["--iters", "2", "--overwrite"]) == 0
     assert load_checkpoint(out / "checkpoint.pt")["iteration"] == 2
     assert [r["iter"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]
 
@@ -283,16 +282,16 @@ def test_fewer_iters_than_done_says_so(tmp_path, capsys):
         "--lr-steps",
         "9",
     ]  # one schedule for every --iters
-    assert call(train_module.main, common + ["--iters", "4"]) == 0
+    assert call(train_cli.main, common + ["--iters", "4"]) == 0
     capsys.readouterr()
-    assert call(train_module.main, common + ["--iters", "2", "--resume"]) == 2
+    assert call(train_cli.main, common + ["--iters", "2", "--resume"]) == 2
     captured = capsys.readouterr()
     assert "trained" not in captured.out
     assert "has already done 4 iterations, more than the 2 asked for" in captured.err
     assert "--iters 4 or more" in captured.err and "--overwrite" in captured.err
     assert load_checkpoint(out / "checkpoint.pt")["iteration"] == 4
     # As many as done: nothing to train, said in words (not "trained 4 iterations in 0.0 s").
-    assert call(train_module.main, common + ["--iters", "4", "--resume"]) == 0
+    assert call(train_cli.main, common + ["--iters", "4", "--resume"]) == 0
     text = capsys.readouterr().out
     assert "already trained" in text and "nothing to train" in text and "trained 4" not in text
 

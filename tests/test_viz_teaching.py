@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from fastrcnn_lite.teaching import viz  # noqa: E402
+from fastrcnn_lite.teaching import curve_plots, viz  # noqa: E402
 
 
 def _label_extents(fig, ax):
@@ -56,14 +56,14 @@ def test_show_proposals_draws_the_best_proposal_of_each_object():
 def test_plot_precision_recall_titles_the_ap_and_refuses_unknown_metrics():
     recall, precision = torch.tensor([0.1]), torch.tensor([1.0])
     fig, axes = plt.subplots(1, 3)
-    viz.plot_precision_recall(axes[0], recall, precision)
-    viz.plot_precision_recall(axes[1], recall, precision, metric="07")
-    viz.plot_precision_recall(axes[2], recall, precision, metric="area")
+    curve_plots.plot_precision_recall(axes[0], recall, precision)
+    curve_plots.plot_precision_recall(axes[1], recall, precision, metric="07")
+    curve_plots.plot_precision_recall(axes[2], recall, precision, metric="area")
     assert axes[0].get_title() == ""
     assert axes[1].get_title() == "11-point AP = 0.182"  # 2 / 11
     assert axes[2].get_title() == "area AP = 0.100"
     with pytest.raises(ValueError, match="metric must be None, '07' or 'area'"):
-        viz.plot_precision_recall(axes[0], recall, precision, metric="11")
+        curve_plots.plot_precision_recall(axes[0], recall, precision, metric="11")
     plt.close(fig)
 
 
@@ -89,12 +89,12 @@ def test_show_detections_draws_gt_and_the_detections_above_the_score():
 
 
 def test_plot_loss_curve_running_mean_by_hand():
-    ax = viz.plot_loss_curve([4.0, 2.0, 0.0, 2.0], window=2, title="t")
+    ax = curve_plots.plot_loss_curve([4.0, 2.0, 0.0, 2.0], window=2, title="t")
     raw, mean = ax.lines
     assert list(raw.get_ydata()) == [4.0, 2.0, 0.0, 2.0]
     assert list(mean.get_xdata()) == [1, 2, 3] and list(mean.get_ydata()) == [3.0, 1.0, 1.0]
     assert ax.get_title() == "t"
-    assert len(viz.plot_loss_curve([1.0], window=5).lines) == 1  # too short for a mean
+    assert len(curve_plots.plot_loss_curve([1.0], window=5).lines) == 1  # too short for a mean
     with pytest.raises(ValueError, match="window must be a positive"):
-        viz.plot_loss_curve([1.0], window=0)
+        curve_plots.plot_loss_curve([1.0], window=0)
     plt.close("all")

@@ -2,7 +2,8 @@
 
 Data-flow stage: none (teaching aid for ``boxes.py``). The drawing is a plain function,
 :func:`draw_iou`, tested directly; :func:`iou_widget` only wires ipywidgets sliders to it
-(tested in a real browser by ``tests/test_browser.py``; nbval cannot move a slider).
+(tested in a real browser by ``tests/test_browser.py``; nbval cannot move a slider). It needs
+ipywidgets (the ``notebooks`` extra).
 
 The widget starts at a case you can check by hand: box A = (20, 20, 50, 50) (30 x 30) and box B,
 the same box moved right by a third of its width, (30, 20, 60, 50): intersection 20 x 30 = 600,
@@ -11,11 +12,20 @@ union 900 + 900 - 600 = 1200, IoU 600 / 1200 = 0.5.
 
 from __future__ import annotations
 
+import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.patches import Rectangle
 
 from ..boxes import box_area, box_iou
+from .widget_display import (
+    RUN_NOTE,
+    WidgetWithPicture,
+    figure_png,
+    new_figure,
+    picture,
+    readout_html,
+)
 
 __all__ = ["BOX_A", "START_B", "iou_parts", "draw_iou", "iou_widget"]
 
@@ -24,7 +34,10 @@ START_B = (30, 20, 30, 30)  # box B's first (x1, y1, width, height): A moved by 
 
 
 def iou_parts(box_a: tuple[float, ...], box_b: tuple[float, ...]) -> dict[str, float]:
-    """Intersection, union and IoU of two (x1, y1, x2, y2) boxes, computed with ``boxes.py``."""
+    """Intersection, union and IoU of two (x1, y1, x2, y2) boxes, computed with ``boxes.py``.
+
+    Notebook 00 (the numbers :func:`iou_widget` prints).
+    """
     a = torch.tensor([box_a], dtype=torch.float64)
     b = torch.tensor([box_b], dtype=torch.float64)
     iou = float(box_iou(a, b)[0, 0])
@@ -38,7 +51,10 @@ def draw_iou(
     ax: plt.Axes, box_a: tuple[float, ...], box_b: tuple[float, ...], extent: float = 100
 ) -> dict[str, float]:
     """Draw both boxes and their intersection on ``ax`` (legend outside the canvas, so it never
-    covers a box); the title shows the arithmetic. Returns :func:`iou_parts`."""
+    covers a box); the title shows the arithmetic. Returns :func:`iou_parts`.
+
+    Notebook 00 (each view of :func:`iou_widget`).
+    """
     parts = iou_parts(box_a, box_b)
     ax.clear()
     for box, colour, name in ((box_a, "tab:blue", "A"), (box_b, "tab:orange", "B")):
@@ -68,21 +84,12 @@ def draw_iou(
 def iou_widget(extent: int = 100):
     """Sliders for box B's corner and size over the fixed box A; redraws :func:`draw_iou`.
 
+    Notebook 00 shows it.
+
     B stays on the canvas: the corner sliders end at ``extent - size`` and the size sliders at
     ``extent - corner``, and each pair follows the other. Starts at IoU 0.5 (see the module
     docstring).
     """
-    import ipywidgets as widgets
-
-    from .widget_display import (
-        RUN_NOTE,
-        WidgetWithPicture,
-        figure_png,
-        new_figure,
-        picture,
-        readout_html,
-    )
-
     x, y, w, h = START_B
     sliders = {
         "x": widgets.IntSlider(x, 0, extent - w, description="B x1"),

@@ -18,6 +18,8 @@ import torch
 from matplotlib import colormaps
 from matplotlib.patches import Rectangle
 
+from ..boxes import box_iou
+
 __all__ = [
     "class_colors",
     "to_display_image",
@@ -25,13 +27,14 @@ __all__ = [
     "show_samples",
     "show_proposals",
     "show_detections",
-    "plot_loss_curve",
-    "plot_precision_recall",
 ]
 
 
 def class_colors(num_classes: int) -> list[tuple[float, float, float]]:
-    """One RGB colour per class (index 0 = label 1): tab10 up to 10 classes, tab20 up to 20, then hsv."""
+    """One RGB colour per class (index 0 = label 1): tab10 up to 10 classes, tab20 up to 20, then hsv.
+
+    No notebook: :func:`draw_boxes` and :func:`show_samples` colour the classes with it.
+    """
     if num_classes <= 20:
         cmap = colormaps[
             "tab10" if num_classes <= 10 else "tab20"
@@ -43,6 +46,8 @@ def class_colors(num_classes: int) -> list[tuple[float, float, float]]:
 
 def to_display_image(image) -> np.ndarray:
     """Any image the course handles as ndarray[H, W, 3] (or [H, W]) ready for ``imshow``.
+
+    No notebook: the drawing functions here convert each image with it.
 
     Accepts Tensor[3, H, W] (float in [0, 1] or uint8), Tensor[H, W], ndarray[H, W, 3] or
     [H, W] (uint8 or float in [0, 1]) and PIL images.
@@ -99,6 +104,8 @@ def draw_boxes(
 ) -> plt.Axes:
     """Draw an image and its boxes on ``ax``.
 
+    Notebook 00 draws boxes with it; notebooks 03, 05 and 06 too.
+
     Args:
         ax: a matplotlib Axes.
         image: Tensor[3, H, W] float in [0, 1] (what ``VOCDataset`` returns), ndarray[H, W, 3],
@@ -134,7 +141,7 @@ def draw_boxes(
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(
             f"boxes must be [G, 4] continuous (x1, y1, x2, y2); got shape {boxes.shape}. "
-            "For RoIs [K, 5] drop the batch-index column: rois[:, 1:]."
+            "For RoIs [R, 5] drop the batch-index column: rois[:, 1:]."
         )
     count = len(boxes)
     optional = {}
@@ -228,6 +235,8 @@ def show_samples(
 ) -> plt.Figure:
     """A grid of dataset images with their ground-truth boxes and class names.
 
+    Notebook 00 shows the dataset with it.
+
     Args:
         dataset: anything whose ``dataset[i]`` is ``(image, target)`` with ``target["boxes"]``,
             ``["labels"]`` and optionally ``["difficult"]``, ``["image_id"]`` (``VOCDataset``).
@@ -278,6 +287,8 @@ def show_proposals(
 ) -> plt.Figure:
     """Proposals of one image: the top N for each N in ``top``, then each object's best proposal.
 
+    Notebook 01 shows an image's proposals with it.
+
     Taught in notebook 01 (region proposals).
 
     Args:
@@ -292,8 +303,6 @@ def show_proposals(
         The Figure; its last panel shows the gt boxes (thick) and, for each, the proposal with
         the highest IoU, labelled with that IoU.
     """
-    from ..boxes import box_iou  # the drawing module needs boxes only here
-
     fig, axes = plt.subplots(1, len(top) + 1, figsize=figsize, squeeze=False)
     axes = axes[0]
     for ax, n in zip(axes, top, strict=False):  # the last Axes is drawn below
@@ -325,6 +334,8 @@ def show_detections(
     figsize: tuple[float, float] | None = None,
 ) -> plt.Figure:
     """Test images with their gt boxes (thin white) and the detections above ``min_score``.
+
+    Notebook 03 shows its detections with it; notebooks 05 and 06 too.
 
     Taught in notebooks 03, 05 and 06 (what each detector finds).
 
@@ -365,98 +376,10 @@ def show_detections(
     return fig
 
 
-def plot_loss_curve(
-    losses, window: int = 10, title: str = "", ylabel: str = "loss", ax: plt.Axes | None = None
-) -> plt.Axes:
-    """One loss per iteration (faint) and its running mean over ``window`` iterations.
-
-    Taught in notebooks 03 and 05 (the fine-tuning of R-CNN and SPPnet); Fast R-CNN's loss terms
-    and learning rate have :func:`fastrcnn_lite.curves.plot_losses`.
-
-    Args:
-        losses (sequence or Tensor[T]): the loss of each iteration.
-        window: iterations per point of the running mean (the mean of iterations
-            ``t - window + 1 .. t`` is drawn at ``t``).
-        title, ylabel: the Axes' title and y label.
-        ax: the Axes to draw in (a new 10 x 3 inch figure when None).
-
-    Returns:
-        The Axes.
-    """
-    losses = torch.as_tensor(losses, dtype=torch.float64).flatten()  # (T,)
-    if window < 1:
-        raise ValueError(f"window must be a positive number of iterations; got {window}.")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(10, 3))
-    ax.plot(losses.tolist(), alpha=0.4, label="per iteration")
-    if len(losses) >= window:
-        mean = losses.unfold(0, window, 1).mean(1)  # (T - window + 1,)
-        ax.plot(list(range(window - 1, len(losses))), mean.tolist(), label=f"mean of {window}")
-    ax.set(xlabel="iteration", ylabel=ylabel, title=title)
-    ax.legend()
-    return ax
-
-
-def plot_precision_recall(
-    ax: plt.Axes,
-    recall,
-    precision,
-    metric: str | None = None,
-    label: str | None = None,
-    color=None,
-) -> plt.Axes:
-    """A precision/recall curve, with what one AP metric measures on it.
-
-    Taught in notebook 02 (evaluation).
-
-    Args:
-        ax: a matplotlib Axes.
-        recall (Tensor[D]): recall after each ranked detection (``evaluate.precision_recall``).
-        precision (Tensor[D]): precision after each ranked detection.
-        metric: None (the curve alone), ``"07"`` (also the 11 sampled precisions, the highest
-            precision at recall >= t for t = 0, 0.1, ..., 1) or ``"area"`` (also the monotone
-            envelope, with the area under it shaded). The title then gives the AP.
-        label: legend text of the curve.
-        color: the curve's colour.
-
-    Returns:
-        The Axes.
-    """
-    from ..evaluate import voc_ap
-
-    recall = torch.as_tensor(recall, dtype=torch.float64).flatten()  # (D,)
-    precision = torch.as_tensor(precision, dtype=torch.float64).flatten()  # (D,)
-    (line,) = ax.plot(
-        recall.tolist(), precision.tolist(), marker=".", markersize=4, linewidth=1,
-        color=color, label=label or "precision after each detection",
-    )  # fmt: skip
-    if metric == "07":
-        t = [i / 10 for i in range(11)]
-        sampled = [
-            float(precision[recall >= v].max()) if bool((recall >= v).any()) else 0.0 for v in t
-        ]
-        ax.vlines(t, 0, sampled, color="tab:red", linewidth=1, alpha=0.6)
-        ax.plot(t, sampled, "o", color="tab:red", markersize=4, label="11 sampled precisions")
-    elif metric == "area":
-        mrec = [0.0, *recall.tolist(), 1.0]
-        mpre = torch.cat([precision.new_zeros(1), precision, precision.new_zeros(1)])
-        envelope = mpre.flip(0).cummax(0).values.flip(0).tolist()  # max precision to the right
-        ax.fill_between(mrec, envelope, step="pre", color="tab:orange", alpha=0.25, linewidth=0)
-        ax.step(mrec, envelope, where="pre", color="tab:orange", linewidth=1.2, label="envelope")
-    elif metric is not None:
-        raise ValueError(f"metric must be None, '07' or 'area'; got {metric!r}.")
-    if metric is not None:
-        name = "11-point AP" if metric == "07" else "area AP"
-        ax.set_title(f"{name} = {voc_ap(recall, precision, metric):.3f}", fontsize=9)
-    ax.set(xlabel="recall", ylabel="precision", xlim=(-0.02, 1.02), ylim=(-0.02, 1.05))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
-    line.set_zorder(3)
-    return ax
-
-
 def compact_figures(quality: int = 85) -> None:
     """Show inline notebook figures as JPEG instead of PNG.
+
+    Notebook 00 calls it first; notebooks 01, 02, 06, 07 and 08 too.
 
     The embedded dataset's textured images compress badly as PNG (about 0.7 MB per sample grid);
     as JPEG they take a tenth of that, which keeps the committed notebooks small and diffable.

@@ -32,7 +32,10 @@ RUN_NOTE = "Static picture of the first view: run this cell to move the sliders.
 
 
 def new_figure(width: float, height: float, dpi: int = 90) -> Figure:
-    """A Figure on its own Agg canvas (never registered with pyplot, never shown inline)."""
+    """A Figure on its own Agg canvas (never registered with pyplot, never shown inline).
+
+    Notebook 00 (the IoU widget) and notebook 04 (the RoI pooling widgets).
+    """
     fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
     return fig
@@ -40,6 +43,8 @@ def new_figure(width: float, height: float, dpi: int = 90) -> Figure:
 
 def figure_png(fig: Figure) -> bytes:
     """The figure as PNG bytes, at its own size and dpi.
+
+    Notebook 00 (the IoU widget) and notebook 04 (the RoI pooling widgets).
 
     One Agg draw and a fast PNG encoding (``savefig`` would draw twice and compress hard: about
     twice as slow, and a slider step should take well under half a second on two busy cores).
@@ -54,6 +59,8 @@ def figure_png(fig: Figure) -> bytes:
 def readout_html(text: str) -> str:
     """A widget's printed output for an ``ipywidgets.HTML``: monospace, line breaks kept.
 
+    Notebook 00 (the IoU widget) and notebook 04 (the RoI pooling widgets).
+
     On a narrow page (1024 px with the sidebar open) a long line wraps at a space, never inside
     a name such as ``torch.tensor``.
     """
@@ -62,7 +69,10 @@ def readout_html(text: str) -> str:
 
 
 def picture(pngs: list[bytes], lines: list[str]) -> bytes:
-    """PNGs side by side under a few lines of text, as one PNG (the saved-notebook picture)."""
+    """PNGs side by side under a few lines of text, as one PNG (the saved-notebook picture).
+
+    Notebook 00 (the IoU widget) and notebook 04 (the RoI pooling widgets).
+    """
     images = [Image.open(io.BytesIO(p)).convert("RGB") for p in pngs]
     font = ImageFont.load_default(size=14)
     line_h = 20
@@ -85,6 +95,8 @@ def picture(pngs: list[bytes], lines: list[str]) -> bytes:
 
 class WidgetWithPicture(widgets.VBox):
     """A VBox whose display also carries a static PNG of its first view and a one-line note.
+
+    Notebook 00 (the IoU widget) and notebook 04 (the RoI pooling widgets).
 
     Args:
         children (list of widgets): the live widget.

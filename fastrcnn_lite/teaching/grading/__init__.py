@@ -10,12 +10,15 @@ exercise with its notebook and points (the README's table).
 
 from .boxes import check_decode, check_encode, check_iou_single, check_nms
 from .core import EXERCISES, Case, GradingError, grade
+from .detect import check_detect
 from .evaluation import check_match_detections, check_voc_ap_07, check_voc_ap_area
-from .fast_rcnn import check_detect, check_multitask_loss, check_sample_rois, check_truncated_svd
+from .losses import check_multitask_loss
 from .proposals import check_recall
 from .rcnn import check_bbox_targets, check_hard_negatives, check_warp
 from .roi_pool import check_roi_pool_backward, check_roi_pool_forward
+from .sampling import check_sample_rois
 from .sppnet import check_spp_one_roi
+from .svd import check_truncated_svd
 
 __all__ = [
     "EXERCISES",

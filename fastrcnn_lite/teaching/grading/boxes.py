@@ -17,7 +17,10 @@ __all__ = ["check_iou_single", "check_nms", "check_encode", "check_decode"]
 
 
 def random_boxes(n: int, generator: torch.Generator, dtype=torch.float64) -> torch.Tensor:
-    """Tensor[n, 4] of valid boxes (x1 < x2, y1 < y2) inside a 80x80 canvas."""
+    """Tensor[n, 4] of valid boxes (x1 < x2, y1 < y2) inside a 80x80 canvas.
+
+    No notebook: the graders' random cases.
+    """
     xy = torch.rand(n, 2, generator=generator, dtype=dtype) * 50
     wh = torch.rand(n, 2, generator=generator, dtype=dtype) * 30 + 1
     return torch.cat([xy, xy + wh], dim=1)  # (n, 4)
@@ -31,7 +34,10 @@ def _iou_reference(box_a: tuple, box_b: tuple) -> float:
 
 @exercise("00", points=2, task="IoU of two boxes (x1, y1, x2, y2)")
 def check_iou_single(fn: Callable[[tuple, tuple], float], trials: int = 200) -> str:
-    """``fn(box_a, box_b) -> float`` for two (x1, y1, x2, y2) tuples must agree with ``box_iou``."""
+    """``fn(box_a, box_b) -> float`` for two (x1, y1, x2, y2) tuples must agree with ``box_iou``.
+
+    Notebook 00 grades its IoU exercise with it.
+    """
     __tracebackhide__ = True
     cases = [
         Case(
@@ -101,7 +107,10 @@ def _kept(got, expected) -> str | None:
 def check_nms(
     fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor], trials: int = 20
 ) -> str:
-    """``fn(boxes, scores, iou_threshold)`` must keep the same indices, in the same order, as ``nms``."""
+    """``fn(boxes, scores, iou_threshold)`` must keep the same indices, in the same order, as ``nms``.
+
+    Notebook 00 grades its NMS exercise with it.
+    """
     __tracebackhide__ = True
     square = [0.0, 0.0, 10.0, 10.0]
     cases = [
@@ -178,7 +187,10 @@ def check_nms(
 
 @exercise("00", points=2, task="encode a target box as deltas (dx, dy, dw, dh) from a proposal")
 def check_encode(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
-    """``fn(proposals, targets) -> deltas`` (Tensor[G, 4] each) must match ``encode_boxes``."""
+    """``fn(proposals, targets) -> deltas`` (Tensor[G, 4] each) must match ``encode_boxes``.
+
+    Notebook 00 grades its box-encoding exercise with it.
+    """
     __tracebackhide__ = True
     p = torch.tensor([[10.0, 10.0, 30.0, 50.0]], dtype=torch.float64)
     cases = [
@@ -212,7 +224,10 @@ def check_encode(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> st
 
 @exercise("00", points=2, task="decode deltas back into a box")
 def check_decode(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
-    """``fn(proposals, deltas) -> boxes`` (Tensor[G, 4] each) must match ``decode_boxes``."""
+    """``fn(proposals, deltas) -> boxes`` (Tensor[G, 4] each) must match ``decode_boxes``.
+
+    Notebook 00 grades its box-decoding exercise with it.
+    """
     __tracebackhide__ = True
     p = torch.tensor([[10.0, 10.0, 30.0, 50.0]], dtype=torch.float64)
     cases = [

@@ -38,12 +38,17 @@ __all__ = [
 
 
 class GradingError(AssertionError):
-    """A learner's answer disagrees with the reference; the message says where and why."""
+    """A learner's answer disagrees with the reference; the message says where and why.
+
+    Notebook 00 to 06: what a wrong answer to a graded exercise raises.
+    """
 
 
 @dataclass
 class Case:
     """One input to grade on.
+
+    No notebook: every ``check_*`` grader lists its cases with it.
 
     name: the case in words ("RoI half outside the map"), shown when it fails.
     args / kwargs: what the learner's function and the reference are called with (each gets its
@@ -59,7 +64,10 @@ class Case:
 
 @dataclass(frozen=True)
 class Exercise:
-    """A graded exercise: which notebook teaches it, its points and what the learner writes."""
+    """A graded exercise: which notebook teaches it, its points and what the learner writes.
+
+    No notebook: :data:`EXERCISES`, ``tools/make_student.py`` and the README's table.
+    """
 
     grader: str
     notebook: str
@@ -71,7 +79,10 @@ EXERCISES: dict[str, Exercise] = {}
 
 
 def exercise(notebook: str, points: int, task: str) -> Callable[[Callable], Callable]:
-    """Register a ``check_*`` function as the grader of an exercise in ``notebook``."""
+    """Register a ``check_*`` function as the grader of an exercise in ``notebook``.
+
+    No notebook: every ``check_*`` grader registers itself with it.
+    """
 
     def register(check: Callable) -> Callable:
         EXERCISES[check.__name__] = Exercise(check.__name__, notebook, points, task)
@@ -81,7 +92,10 @@ def exercise(notebook: str, points: int, task: str) -> Callable[[Callable], Call
 
 
 def describe(value: Any, limit: int = 12) -> str:
-    """A short, readable rendering of a value: shape and dtype for tensors, at most ``limit`` numbers."""
+    """A short, readable rendering of a value: shape and dtype for tensors, at most ``limit`` numbers.
+
+    No notebook: :func:`grade`'s messages (inputs, expected, got).
+    """
     if isinstance(value, torch.Tensor):
         head = f"Tensor{list(value.shape)} {str(value.dtype).replace('torch.', '')}"
         flat = value.detach().flatten()
@@ -114,6 +128,8 @@ def _num(v: Any) -> str:
 
 def differ(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-5) -> str | None:
     """``None`` when ``got`` matches ``expected``, else one sentence saying how they differ.
+
+    No notebook: :func:`grade` and the graders' compare functions.
 
     Tensors must match in shape (dtype may differ) and values within ``atol + rtol * |expected|``;
     sequences element by element; numbers within the same tolerance; anything else by ``==``.
@@ -173,6 +189,8 @@ def grade(
     covered: str = "",
 ) -> str:
     """Run ``fn`` and ``reference`` on every case; raise :class:`GradingError` at the first miss.
+
+    No notebook: every ``check_*`` grader runs its cases with it.
 
     name: the grader's name, e.g. ``"check_nms"``.
     against: what the reference is, e.g. ``"fastrcnn_lite.nms"``, named in the success line.

@@ -55,6 +55,8 @@ def _same_verdicts(got, expected) -> str | None:
 def check_match_detections(fn: Callable, trials: int = 20) -> str:
     """``fn(boxes, scores, gt_boxes, gt_difficult, iou_thresh) -> (tp, fp)`` must match ``match_detections``.
 
+    Notebook 02 grades its matching exercise with it.
+
     One class in one image: ``boxes`` (Tensor[D, 4]), ``scores`` (Tensor[D]), ``gt_boxes``
     (Tensor[G, 4]), ``gt_difficult`` (Tensor[G] bool); ``tp`` and ``fp`` are Tensor[D] bool in the
     input order, both False for a detection on a difficult gt box.
@@ -299,7 +301,10 @@ def _ap_cases(metric: str) -> list[Case]:
 
 @exercise("02", points=2, task="VOC2007 11-point interpolated AP")
 def check_voc_ap_07(fn: Callable[[torch.Tensor, torch.Tensor], float]) -> str:
-    """``fn(recall, precision) -> float`` (Tensor[D] float64 each) must match ``voc_ap(..., "07")``."""
+    """``fn(recall, precision) -> float`` (Tensor[D] float64 each) must match ``voc_ap(..., "07")``.
+
+    Notebook 02 grades its 11-point AP exercise with it.
+    """
     __tracebackhide__ = True
     return grade(
         fn,
@@ -314,7 +319,10 @@ def check_voc_ap_07(fn: Callable[[torch.Tensor, torch.Tensor], float]) -> str:
 
 @exercise("02", points=2, task="VOC2010+ area under the precision envelope (area AP)")
 def check_voc_ap_area(fn: Callable[[torch.Tensor, torch.Tensor], float]) -> str:
-    """``fn(recall, precision) -> float`` (Tensor[D] float64 each) must match ``voc_ap(..., "area")``."""
+    """``fn(recall, precision) -> float`` (Tensor[D] float64 each) must match ``voc_ap(..., "area")``.
+
+    Notebook 02 grades its area AP exercise with it.
+    """
     __tracebackhide__ = True
     return grade(
         fn,

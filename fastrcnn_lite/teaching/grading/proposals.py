@@ -60,6 +60,8 @@ def _close_recall(got, expected) -> str | None:
 def check_recall(fn: Callable[[list, list, float], float], trials: int = 20) -> str:
     """``fn(proposals_list, targets, iou_thresh) -> float`` must agree with ``proposal_recall``.
 
+    Notebook 01 grades its recall exercise with it.
+
     ``proposals_list`` is a list of Tensor[P_i, 4] (P_i may be 0), ``targets`` a list of dicts
     with ``boxes`` (Tensor[G_i, 4]), ``labels`` and ``difficult`` (Tensor[G_i] bool); the answer is
     the fraction of non-difficult gt boxes, over all images, that have at least one proposal of

@@ -52,6 +52,8 @@ def check_warp(
 ) -> str:
     """``fn(image, box, size, context) -> Tensor[3, size, size]`` must match ``warp_regions``.
 
+    Notebook 03 grades its warp exercise with it.
+
     image (Tensor[3, H, W]) float, box (Tensor[4]) (x1, y1, x2, y2) continuous pixels; the box is
     dilated so that ``context`` output pixels of image surround it, the output pixel centres are
     sampled bilinearly, and outside the image the per-channel mean of the image fills in.
@@ -161,12 +163,14 @@ def check_hard_negatives(fn: Callable, trials: int = 10) -> str:
     """``fn(features, weight, bias, negative_mask, cached) -> (cached, hard)`` must match
     ``mine_hard_negatives(features @ weight + bias, negative_mask, cached)``.
 
-    features (Tensor[P, D]), weight (Tensor[D]), bias (float): one class's SVM;
+    Notebook 03 grades its hard-negative mining exercise with it.
+
+    features (Tensor[P, F]), weight (Tensor[F]), bias (float): one class's SVM;
     negative_mask, cached (bool Tensor[P]). A negative scoring above -1 that is not cached yet is
     hard and joins the cache; a cached one scoring below -1.2 leaves it.
     """
     __tracebackhide__ = True
-    # D = 2 and weight (1, 0): a region's score is its first feature (plus the bias), exactly.
+    # F = 2 and weight (1, 0): a region's score is its first feature (plus the bias), exactly.
     w = torch.tensor([1.0, 0.0], dtype=torch.float64)
 
     def regions(*scores: float) -> torch.Tensor:
@@ -277,6 +281,8 @@ def check_bbox_targets(fn: Callable, trials: int = 10) -> str:
     """``fn(proposals, gt_boxes, gt_labels, min_iou) -> (keep, labels, targets)`` must match
     ``regression_targets``: keep (Tensor[P] bool) the proposals whose best IoU with a gt box is
     > ``min_iou``; labels (Tensor[M]) and targets (Tensor[M, 4], ``encode_boxes``) of that box.
+
+    Notebook 03 grades its box-regression targets exercise with it.
     """
     __tracebackhide__ = True
     f64 = torch.float64

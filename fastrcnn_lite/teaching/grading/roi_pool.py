@@ -7,11 +7,11 @@ references cannot drift apart unnoticed.
 
 The learner's functions:
 
-- forward ``fn(features, rois, output_size, spatial_scale) -> Tensor[K, C, h, w]``
+- forward ``fn(features, rois, output_size, spatial_scale) -> Tensor[R, C, h, w]``
 - backward ``fn(features, rois, output_size, spatial_scale, grad_output) -> Tensor[N, C, H, W]``
 
-with ``features (Tensor[N, C, H, W])`` float32, ``rois (Tensor[K, 5])`` (batch_index, x1, y1,
-x2, y2) in image pixels, ``output_size`` a pair ``(h, w)`` and ``grad_output (Tensor[K, C, h, w])``.
+with ``features (Tensor[N, C, H, W])`` float32, ``rois (Tensor[R, 5])`` (batch_index, x1, y1,
+x2, y2) in image pixels, ``output_size`` a pair ``(h, w)`` and ``grad_output (Tensor[R, C, h, w])``.
 Features and gradients are integer-valued, so every comparison is exact in any order of additions.
 """
 
@@ -62,11 +62,14 @@ def _ints(shape, low, high, generator) -> Tensor:
 
 
 def _rois(rows) -> Tensor:
-    return torch.tensor(rows, dtype=torch.float32)  # (K, 5)
+    return torch.tensor(rows, dtype=torch.float32)  # (R, 5)
 
 
 def roi_pool_cases(seed: int, random_cases: int) -> list[Case]:
-    """The named edge cases, then random ones: ``Case(args=(features, rois, (h, w), scale))``."""
+    """The named edge cases, then random ones: ``Case(args=(features, rois, (h, w), scale))``.
+
+    No notebook: :func:`check_roi_pool_forward` and :func:`check_roi_pool_backward`.
+    """
     g = torch.Generator().manual_seed(seed)
     ramp = torch.arange(6 * 8, dtype=torch.float32).view(
         1, 1, 6, 8
@@ -146,7 +149,7 @@ def roi_pool_cases(seed: int, random_cases: int) -> list[Case]:
         Case(
             "no RoIs",
             (ramp, torch.zeros(0, 5), (2, 2), 1.0),
-            hint="With K = 0 RoIs return an empty Tensor[0, C, h, w].",
+            hint="With R = 0 RoIs return an empty Tensor[0, C, h, w].",
         ),
     ]
     for _ in range(random_cases):
@@ -156,11 +159,11 @@ def roi_pool_cases(seed: int, random_cases: int) -> list[Case]:
         )
         height, width = (int(v) for v in torch.randint(4, 12, (2,), generator=g))
         scale = [1.0, 0.5, 1 / 8, 1 / 16][int(torch.randint(0, 4, (1,), generator=g))]
-        k = int(torch.randint(1, 6, (1,), generator=g))
-        xy = (torch.rand(k, 2, generator=g) * 1.3 - 0.15) * torch.tensor([width, height]) / scale
-        wh = torch.rand(k, 2, generator=g) * torch.tensor([width, height]) / scale
-        index = torch.randint(0, n, (k, 1), generator=g).float()
-        rois = torch.cat([index, xy, xy + wh], dim=1).round()  # whole pixels: (K, 5)
+        r = int(torch.randint(1, 6, (1,), generator=g))
+        xy = (torch.rand(r, 2, generator=g) * 1.3 - 0.15) * torch.tensor([width, height]) / scale
+        wh = torch.rand(r, 2, generator=g) * torch.tensor([width, height]) / scale
+        index = torch.randint(0, n, (r, 1), generator=g).float()
+        rois = torch.cat([index, xy, xy + wh], dim=1).round()  # whole pixels: (R, 5)
         size = tuple(int(v) for v in torch.randint(1, 5, (2,), generator=g))
         features = _ints((n, c, height, width), -3, 4, g)  # few values: many ties
         cases.append(Case("random RoIs and map", (features, rois, size, scale)))
@@ -173,7 +176,10 @@ def _exact(got, expected) -> str | None:
 
 @exercise("04", points=4, task="RoI max pooling forward (loop or vectorised)")
 def check_roi_pool_forward(fn: Callable, random_cases: int = 30) -> str:
-    """``fn(features, rois, output_size, spatial_scale)`` must equal ``torchvision.ops.roi_pool``."""
+    """``fn(features, rois, output_size, spatial_scale)`` must equal ``torchvision.ops.roi_pool``.
+
+    Notebook 04 grades its RoI pooling forward exercise with it.
+    """
     __tracebackhide__ = True
     return grade(
         fn,
@@ -199,7 +205,10 @@ def _routing(got, expected) -> str | None:
 
 @exercise("04", points=3, task="RoI max pooling backward: route each gradient to its argmax")
 def check_roi_pool_backward(fn: Callable, random_cases: int = 30) -> str:
-    """``fn(features, rois, output_size, spatial_scale, grad_output) -> grad_features`` (eq. 4)."""
+    """``fn(features, rois, output_size, spatial_scale, grad_output) -> grad_features`` (eq. 4).
+
+    Notebook 04 grades its RoI pooling backward exercise with it.
+    """
     __tracebackhide__ = True
     g = torch.Generator().manual_seed(5)
     cases = []
@@ -215,7 +224,7 @@ def check_roi_pool_backward(fn: Callable, random_cases: int = 30) -> str:
         "several bins receives the sum of their gradients: add (+=, index_add_), do not overwrite.",
         "RoI wholly outside the map: every bin empty": "No bin has a cell, so no gradient reaches "
         "the map: return zeros shaped like features.",
-        "no RoIs": "With K = 0 RoIs nothing is routed: return zeros shaped like features.",
+        "no RoIs": "With R = 0 RoIs nothing is routed: return zeros shaped like features.",
     }
     for case in roi_pool_cases(seed=6, random_cases=random_cases):
         features, rois, size, scale = case.args

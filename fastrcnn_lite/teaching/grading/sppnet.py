@@ -28,7 +28,10 @@ def check_spp_one_roi(fn: Callable, trials: int = 10) -> str:
     """``fn(features, box, levels, spatial_scale) -> Tensor[C * sum(n * n)]`` must match
     ``spatial_pyramid_pool``: features (Tensor[C, H, W]), box (Tensor[4]) in image pixels; each
     level n is an n x n RoI max-pool flattened channel by channel (C, n, n), levels in the given
-    order."""
+    order.
+
+    Notebook 05 grades its spatial pyramid pooling exercise with it.
+    """
     __tracebackhide__ = True
     g = torch.Generator().manual_seed(50)
     features = torch.randn(3, 10, 12, generator=g)  # C = 3, H = 10, W = 12 cells
