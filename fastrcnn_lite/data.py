@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .config import Config, resolve_path
+from .embedded_files import ensure_embedded
 from .voc import VOCDataset, read_classes
 
 __all__ = ["load_datasets", "dataset_classes", "dataset_root", "dataset_digest"]
@@ -26,16 +27,20 @@ __all__ = ["load_datasets", "dataset_classes", "dataset_root", "dataset_digest"]
 
 def dataset_root(cfg: Config) -> Path:
     """The folder holding ``VOCdevkit/`` for ``cfg``; the embedded dataset is generated there
-    first when ``cfg.data_root`` is the embedded profile's folder and it is missing."""
-    if _is_embedded(cfg):
-        from . import embedded
+    first when ``cfg.data_root`` is the embedded profile's folder and it is missing.
 
-        return embedded.ensure_embedded(cfg)
+    No notebook: :func:`load_datasets`, :func:`dataset_classes` and the proposals command.
+    """
+    if _is_embedded(cfg):
+        return ensure_embedded(cfg)
     return resolve_path(cfg.data_root)
 
 
 def dataset_classes(cfg: Config) -> tuple[str, ...]:
-    """The class names of the dataset ``cfg`` points to (label i + 1 = classes[i])."""
+    """The class names of the dataset ``cfg`` points to (label i + 1 = classes[i]).
+
+    No notebook: ``plan.py`` (the run's plan) reads the number of classes with it.
+    """
     return read_classes(dataset_root(cfg), cfg.year)
 
 
@@ -49,6 +54,8 @@ def load_datasets(cfg: Config) -> tuple[VOCDataset, VOCDataset]:
 
     For the embedded profile the dataset is generated under ``cfg.data_root`` if it is missing.
     Both datasets carry the classes the dataset itself declares.
+
+    Notebook 00 opens its data with this (as does every later notebook).
     """
     root = dataset_root(cfg)
     classes = read_classes(root, cfg.year)
@@ -59,6 +66,8 @@ def load_datasets(cfg: Config) -> tuple[VOCDataset, VOCDataset]:
 
 def dataset_digest(dataset) -> str:
     """A short hash of everything a model trained on ``dataset`` saw (part of cache keys).
+
+    No notebook: ``pretrain.py`` keys the pre-trained backbone's cache with it.
 
     For a VOCDataset: its class names, image ids and the bytes of every image and annotation
     file of the split, so a dataset regenerated at the same root (another seed, another

@@ -49,6 +49,7 @@ from pathlib import Path, PurePosixPath
 
 from .checkpoint import atomic_write
 from .cli import UserError
+from .config import Config, resolve_path
 from .progress import tqdm
 from .voc import voc_dir
 
@@ -82,7 +83,10 @@ _DROPPED = (ConnectionError, TimeoutError, http.client.IncompleteRead, urllib.er
 
 
 def archive_for(year: str, image_set: str) -> dict:
-    """The torchvision ``DATASET_YEAR_DICT`` entry (url, filename, md5, base_dir) of a split."""
+    """The torchvision ``DATASET_YEAR_DICT`` entry (url, filename, md5, base_dir) of a split.
+
+    Notebook 08 shows the archive (and its size) it is about to download.
+    """
     from torchvision.datasets.voc import DATASET_YEAR_DICT  # imported late: it pulls in PIL etc.
 
     key = _ARCHIVE_KEYS.get((str(year), image_set))
@@ -99,7 +103,10 @@ def archive_for(year: str, image_set: str) -> dict:
 
 
 def extraction_marker(root: str | Path, archive_name: str) -> Path:
-    """``<root>/VOCdevkit/.extracted-<archive_name>``: written only after a complete extraction."""
+    """``<root>/VOCdevkit/.extracted-<archive_name>``: written only after a complete extraction.
+
+    No notebook: :func:`extract_archive` writes it, :func:`split_present` checks it.
+    """
     return Path(root) / "VOCdevkit" / f".extracted-{archive_name}"
 
 
@@ -111,6 +118,8 @@ def split_present(root: str | Path, year: str, image_set: str) -> bool:
     and every id listed in ``ImageSets/Main/<image_set>.txt`` must have its
     ``JPEGImages/<id>.jpg`` and ``Annotations/<id>.xml``: a killed extraction is never taken
     for a finished one, even when its truncated files are all there.
+
+    No notebook: :func:`download_voc` skips a split that is present.
     """
     if not extraction_marker(root, archive_for(year, image_set)["filename"]).is_file():
         return False
@@ -127,7 +136,10 @@ def split_present(root: str | Path, year: str, image_set: str) -> bool:
 
 
 def md5sum(path: str | Path, chunk_size: int = CHUNK_SIZE) -> str:
-    """Hex md5 of a file, read in chunks."""
+    """Hex md5 of a file, read in chunks.
+
+    No notebook: :func:`download_file` and :func:`fetch_and_extract` check archives with it.
+    """
     digest = hashlib.md5()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk_size), b""):
@@ -160,6 +172,8 @@ def download_file(
     log: Callable[[str], None] = print,
 ) -> Path:
     """Download ``url`` to ``dest`` through ``<dest>.part``, resuming, and check its md5.
+
+    No notebook: :func:`fetch_and_extract` (and so :func:`download_voc`) calls it.
 
     Args:
         url: http(s) or file URL.
@@ -302,6 +316,8 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
 def extract_archive(archive: str | Path, root: str | Path) -> Path:
     """Extract a tar archive into ``root`` after checking every member; returns ``root``.
 
+    No notebook: :func:`fetch_and_extract` (and so :func:`download_voc`) calls it.
+
     The completion marker (:func:`extraction_marker`) is removed before anything is written
     and written last, once every regular file on disk has the size the archive gives it.
 
@@ -365,6 +381,8 @@ def fetch_and_extract(
 ) -> Path:
     """Get ``<root>/downloads/<filename>`` (reusing a verified copy, else downloading) and extract it.
 
+    No notebook: :func:`download_voc` calls it once per archive.
+
     Returns:
         the archive path (deleted after extraction when ``keep_archive`` is False).
     """
@@ -402,6 +420,8 @@ def download_voc(
     log: Callable[[str], None] = print,
 ) -> Path:
     """Make sure ``<root>/VOCdevkit/VOC<year>`` holds the requested splits.
+
+    Notebook 08 downloads PASCAL VOC 2007 with this (and the ``download`` command runs it).
 
     Args:
         root: folder that will hold ``VOCdevkit/`` and ``downloads/``.
@@ -455,9 +475,11 @@ def download_voc(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m fastrcnn_lite.download``: get PASCAL VOC 2007 or 2012."""
-    from .config import Config, resolve_path
+    """``python -m fastrcnn_lite.download``: get PASCAL VOC 2007 or 2012.
 
+    No notebook: the command ``make voc`` runs (notebook 00 shows it; notebook 08 calls
+    :func:`download_voc` itself).
+    """
     parser = argparse.ArgumentParser(
         prog="python -m fastrcnn_lite.download",
         description="Download PASCAL VOC (md5-checked, resumable) into <root>/VOCdevkit/VOC<year>.",

@@ -1,15 +1,13 @@
-"""The embedded dataset: a synthetic detection set the package writes itself, in the VOC layout.
+"""The embedded dataset's images: synthetic shapes drawn from a seed, with their boxes.
 
 Data-flow stage: **image** (the source the VOC reader reads). The course trains and evaluates
-every system on it when PASCAL VOC 2007 (the paper's section 4 benchmark) is absent, on CPU, in
-minutes. It is written to disk as a genuine VOCdevkit tree, so it goes through the very same
-reader (:class:`fastrcnn_lite.voc.VOCDataset`), proposals, training and evaluation code::
-
-    <root>/VOCdevkit/VOC2007/JPEGImages/<id>.jpg
-    <root>/VOCdevkit/VOC2007/Annotations/<id>.xml       (VOC XML, 1-based inclusive boxes)
-    <root>/VOCdevkit/VOC2007/ImageSets/Main/{trainval,train,val,test}.txt
-    <root>/VOCdevkit/VOC2007/ImageSets/Main/<class>_<split>.txt   (id and 1 / -1 / 0, as VOC)
-    <root>/VOCdevkit/VOC2007/README.txt, embedded.json  (what wrote it: the manifest)
+every system on the embedded dataset when PASCAL VOC 2007 (the paper's section 4 benchmark) is
+absent, on CPU, in minutes. This module draws one image and its objects
+(:func:`render_image`: an ``ndarray[H, W, 3]`` uint8 and one dict per object, with its VOC box);
+``embedded_files.py`` writes them as a genuine VOCdevkit tree (JPEG, XML, ImageSets, manifest),
+so they go through the very same reader (:class:`fastrcnn_lite.voc.VOCDataset`), proposals,
+training and evaluation code; ``embedded_cli.py`` is the command
+``python -m fastrcnn_lite.embedded --root data/embedded``.
 
 What an image holds (every choice below is drawn from a numpy ``Generator`` seeded by
 ``(seed, split, index)``, so an image does not depend on the order of generation and the same
@@ -38,45 +36,22 @@ How hard it is (seed 0, 400 + 200 images): ~3 objects per image, 7% difficult, 2
 covered, 10% truncated. A small CNN trained from scratch on 32 x 32 crops of the trainval boxes
 names ~88% of the test crops right; a classifier on an object's mean colour ~18% (chance 17%).
 Selective search (fast mode) finds 99% of the boxes at IoU 0.5 with ~180 proposals per image.
-
-Usage::
-
-    python -m fastrcnn_lite.embedded --root data/embedded            # 400 trainval + 200 test
-    root = ensure_embedded(Config.embedded())                         # generate once, reuse
-    train_ds = VOCDataset(root, "2007", "trainval", classes=CLASSES)
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
-import shutil
-import tempfile
-import time
-import xml.etree.ElementTree as ET
-from collections import Counter
-from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
-
-from .cli import UserError
-from .config import Config, project_dir, resolve_path
-from .voc import CLASSES_FILE, read_classes
 
 __all__ = [
     "CLASSES",
     "GENERATOR_VERSION",
-    "generate",
-    "ensure_embedded",
+    "SPLITS",
+    "MAX_IMAGES_PER_SPLIT",
     "render_image",
     "image_id",
-    "read_manifest",
-    "save_samples_figure",
-    "main",
 ]
 
 # The classes in label order (label i + 1 is CLASSES[i], 0 is background). The shape alone
@@ -101,8 +76,6 @@ OBJECTS_PROB = (0.15, 0.25, 0.25, 0.2, 0.15)
 MIN_VISIBLE = 0.5  # every object keeps at least this fraction of its area visible
 DIFFICULT_SIZE = 16.0  # visible box smaller than this (sqrt(w * h), px) -> difficult
 TEXTURES = ("solid", "stripes", "checker", "noise", "gradient")
-JPEG_QUALITY = 90
-MANIFEST = "embedded.json"
 
 
 # --- shapes ---------------------------------------------------------------------------------
@@ -166,7 +139,7 @@ def _fill_mask(polygons: list[np.ndarray], height: int, width: int) -> np.ndarra
     for k, poly in enumerate(polygons):
         pts = np.round(((poly - [x0, y0]) * ss - 0.5) * (1 << shift)).astype(np.int32)
         cv2.fillPoly(fine, [pts], 0 if k else 1, lineType=cv2.LINE_8, shift=shift)
-    coverage = fine.reshape(y1 - y0, ss, x1 - x0, ss).mean(axis=(1, 3))  # (h, w) in [0, 1]
+    coverage = fine.reshape(y1 - y0, ss, x1 - x0, ss).mean(axis=(1, 3))  # (y1-y0, x1-x0) in [0, 1]
     mask[y0:y1, x0:x1] = coverage >= 0.5
     return mask
 
@@ -183,9 +156,9 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
 
 
 def _texture(kind: str, c1: np.ndarray, c2: np.ndarray, grid: tuple, rng) -> np.ndarray:
-    """A (h, w, 3) float image of one fill pattern in colours c1 and c2.
+    """A (rows, cols, 3) float image of one fill pattern in colours c1 and c2.
 
-    ``grid`` = (yy, xx), each (h, w): the pixel-centre coordinates of the region to fill.
+    ``grid`` = (yy, xx), each (rows, cols): the pixel-centre coordinates of the region to fill.
     """
     yy, xx = grid
     if kind == "solid":
@@ -294,7 +267,10 @@ def _image_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def image_id(split: str, index: int) -> str:
-    """The VOC id of image ``index`` (0-based) of ``split``: trainval 000001.., test 100001.."""
+    """The VOC id of image ``index`` (0-based) of ``split``: trainval 000001.., test 100001..
+
+    No notebook: ``embedded_files.generate`` names the files with it.
+    """
     return f"{_ID_OFFSET[split] + index + 1:06d}"
 
 
@@ -342,7 +318,11 @@ def _fill_colours(references: list[np.ndarray], rng) -> tuple:
 
 
 def render_image(seed: int, split: str, index: int) -> tuple[np.ndarray, list[dict]]:
-    """Draw image ``index`` of ``split``, exactly as :func:`generate` writes it (before JPEG).
+    """Draw image ``index`` of ``split``, exactly as ``embedded_files.generate`` writes it
+    (before JPEG).
+
+    No notebook: ``embedded_files.generate``, the detector benchmark
+    (``experiments/bench_detectors.py``) and the tests draw images with it.
 
     Returns:
         image (ndarray[H, W, 3] uint8) and one dict per annotated object, in drawing order:
@@ -388,7 +368,8 @@ def render_image(seed: int, split: str, index: int) -> tuple[np.ndarray, list[di
         c1, c2 = _fill_colours(references, rng)
         ys, xs = np.nonzero(full)
         crop = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))  # the mask's extent
-        fill = _texture(obj["texture"], c1, c2, (grid[0][crop], grid[1][crop]), rng)  # (h, w, 3)
+        # the fill of the mask's extent: (rows, cols, 3)
+        fill = _texture(obj["texture"], c1, c2, (grid[0][crop], grid[1][crop]), rng)
         inside = full[crop]
         image[crop][inside] = fill[inside]
         obj["fill_mean"] = fill[inside].mean(0)
@@ -432,378 +413,8 @@ def render_image(seed: int, split: str, index: int) -> tuple[np.ndarray, list[di
     return image, annotated
 
 
-# --- files ----------------------------------------------------------------------------------
-
-
-def _annotation_xml(
-    image_name: str, width: int, height: int, objects: list[dict], seed: int, year: str
-) -> bytes:
-    root = ET.Element("annotation")
-    ET.SubElement(root, "folder").text = f"VOC{year}"
-    ET.SubElement(root, "filename").text = image_name
-    source = ET.SubElement(root, "source")
-    ET.SubElement(source, "database").text = "fastrcnn_lite embedded dataset"
-    ET.SubElement(
-        source, "annotation"
-    ).text = f"generated (seed {seed}, generator v{GENERATOR_VERSION})"
-    ET.SubElement(source, "image").text = "synthetic"
-    size = ET.SubElement(root, "size")
-    for tag, value in (("width", width), ("height", height), ("depth", 3)):
-        ET.SubElement(size, tag).text = str(value)
-    ET.SubElement(root, "segmented").text = "0"
-    for obj in objects:
-        node = ET.SubElement(root, "object")
-        ET.SubElement(node, "name").text = obj["name"]
-        ET.SubElement(node, "pose").text = "Unspecified"
-        ET.SubElement(node, "truncated").text = str(int(obj["truncated"]))
-        ET.SubElement(node, "occluded").text = str(int(obj["occluded"]))
-        ET.SubElement(node, "difficult").text = str(int(obj["difficult"]))
-        box = ET.SubElement(node, "bndbox")
-        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), obj["box"], strict=True):
-            ET.SubElement(box, tag).text = str(value)
-    ET.indent(root, space="\t")
-    return ET.tostring(root, encoding="utf-8") + b"\n"
-
-
-def _manifest(seed: int, num_trainval: int, num_test: int, year: str) -> dict:
-    return {
-        "generator": "fastrcnn_lite.embedded",
-        "version": GENERATOR_VERSION,
-        "seed": seed,
-        "num_trainval": num_trainval,
-        "num_test": num_test,
-        "year": year,
-        "classes": list(CLASSES),
-    }
-
-
-def read_manifest(root: str | Path, year: str = "2007") -> dict | None:
-    """The manifest ``generate`` wrote under ``root``, or None if there is none (or it is unreadable).
-
-    Keys: generator, version, seed, num_trainval, num_test, year, classes (what decides whether
-    :func:`ensure_embedded` regenerates) and stats (object counts, for information).
-    """
-    path = Path(root) / "VOCdevkit" / f"VOC{year}" / MANIFEST
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _same(stored: dict | None, manifest: dict) -> bool:
-    """Whether a stored manifest describes the dataset ``manifest`` asks for (stats aside)."""
-    return stored is not None and all(stored.get(k) == v for k, v in manifest.items())
-
-
-def _readme(manifest: dict, stats: dict) -> str:
-    return (
-        "The fastrcnn_lite embedded dataset: synthetic shapes in the PASCAL VOC layout.\n"
-        "Generated by `python -m fastrcnn_lite.embedded` (see fastrcnn_lite/embedded.py).\n\n"
-        f"generator version {manifest['version']}, seed {manifest['seed']}\n"
-        f"classes: {', '.join(CLASSES)} (the shape decides the class; colour and texture do not)\n"
-        f"trainval: {manifest['num_trainval']} images, test: {manifest['num_test']} images\n"
-        f"objects: {stats['objects']} ({stats['difficult']} difficult, {stats['occluded']} occluded, "
-        f"{stats['truncated']} truncated)\n"
-        "Boxes are VOC 1-based inclusive pixel corners, tight around each object's visible pixels.\n"
-        "Regenerating with the same version and seed writes byte-identical files.\n"
-    )
-
-
-def _check_counts(seed, num_trainval, num_test, year) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise UserError(f"seed must be a non-negative int; got {seed!r}.")
-    for name, n in (("num_trainval", num_trainval), ("num_test", num_test)):
-        if (
-            isinstance(n, bool)
-            or not isinstance(n, (int, np.integer))
-            or not 2 <= n <= MAX_IMAGES_PER_SPLIT
-        ):
-            raise UserError(f"{name} must be an int in [2, {MAX_IMAGES_PER_SPLIT}]; got {n!r}.")
-    if not str(year).isdigit():
-        raise UserError(f"year must be a string of digits such as '2007'; got {year!r}.")
-
-
-def generate(
-    root: str | Path,
-    seed: int = 0,
-    num_trainval: int = 400,
-    num_test: int = 200,
-    year: str = "2007",
-    progress: bool = False,
-) -> Path:
-    """Write the embedded dataset as ``<root>/VOCdevkit/VOC<year>`` and return ``root``.
-
-    The tree is written to a temporary folder beside the target and moved into place at the end,
-    so an interrupted run leaves no half-written dataset. An existing tree written by this
-    generator is replaced; a VOC tree that this generator did not write (real VOC) is never
-    touched (ValueError).
-
-    Args:
-        root: folder that will hold ``VOCdevkit/`` (pass it to ``VOCDataset``).
-        seed: the dataset seed; the same seed writes byte-identical files.
-        num_trainval: images in ``trainval`` (split in half, at random, into ``train`` / ``val``).
-        num_test: images in ``test``.
-        year: the ``VOC<year>`` folder name.
-        progress: show a progress bar.
-
-    Returns:
-        Path: ``root``.
-    """
-    _check_counts(seed, num_trainval, num_test, year)
-    seed, num_trainval, num_test, year = int(seed), int(num_trainval), int(num_test), str(year)
-    root = Path(root)
-    devkit = root / "VOCdevkit"
-    target = devkit / f"VOC{year}"
-    if target.exists() and read_manifest(root, year) is None:
-        raise UserError(
-            f"{target} exists but was not written by fastrcnn_lite.embedded (no {MANIFEST}); "
-            "refusing to overwrite it. Is it real PASCAL VOC? Point root elsewhere, e.g. data/embedded."
-        )
-    devkit.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".VOC{year}-partial-", dir=devkit))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the dataset is not
-    try:
-        stats = _write_tree(tmp, seed, num_trainval, num_test, year, progress)
-        manifest = _manifest(seed, num_trainval, num_test, year)
-        (tmp / "README.txt").write_text(_readme(manifest, stats))
-        (tmp / MANIFEST).write_text(json.dumps({**manifest, "stats": stats}, indent=2) + "\n")
-        _move_into_place(tmp, target, manifest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
-
-
-def _write_tree(
-    out: Path, seed: int, num_trainval: int, num_test: int, year: str, progress: bool
-) -> dict:
-    from .progress import tqdm
-
-    (out / "JPEGImages").mkdir()
-    (out / "Annotations").mkdir()
-    sets = out / "ImageSets" / "Main"
-    sets.mkdir(parents=True)
-    ids: dict[str, list[str]] = {}
-    # per class and split: image id -> 1 (a non-difficult instance), 0 (only difficult ones), -1
-    presence: dict[str, dict[str, int]] = {}
-    stats = Counter(objects=0, difficult=0, occluded=0, truncated=0, images=0)
-    per_class = Counter({c: 0 for c in CLASSES})
-    jobs = [
-        (split, i)
-        for split, n in (("trainval", num_trainval), ("test", num_test))
-        for i in range(n)
-    ]
-    for split, index in tqdm(jobs, desc="embedded dataset", disable=not progress):
-        name = image_id(split, index)
-        image, objects = render_image(seed, split, index)
-        Image.fromarray(image).save(out / "JPEGImages" / f"{name}.jpg", quality=JPEG_QUALITY)
-        xml = _annotation_xml(f"{name}.jpg", image.shape[1], image.shape[0], objects, seed, year)
-        (out / "Annotations" / f"{name}.xml").write_bytes(xml)
-        ids.setdefault(split, []).append(name)
-        flags = presence.setdefault(name, {c: -1 for c in CLASSES})
-        for obj in objects:
-            flags[obj["name"]] = max(flags[obj["name"]], 0 if obj["difficult"] else 1)
-            per_class[obj["name"]] += 1
-            stats.update(
-                objects=1,
-                difficult=obj["difficult"],
-                occluded=obj["occluded"],
-                truncated=obj["truncated"],
-            )
-        stats["images"] += 1
-    order = np.random.default_rng(np.random.SeedSequence([seed, 2])).permutation(num_trainval)
-    ids["train"] = sorted(ids["trainval"][i] for i in order[: num_trainval // 2])
-    ids["val"] = sorted(ids["trainval"][i] for i in order[num_trainval // 2 :])
-    _write_classes(out)
-    for split in ("trainval", "train", "val", "test"):
-        (sets / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids[split]))
-        for c in CLASSES:
-            lines = "".join(f"{i} {presence[i][c]:2d}\n" for i in ids[split])
-            (sets / f"{c}_{split}.txt").write_text(lines)
-    return {
-        **{k: int(v) for k, v in stats.items()},
-        "per_class": {c: per_class[c] for c in CLASSES},
-    }
-
-
-def _write_classes(vdir: Path) -> None:
-    """``VOC<year>/classes.txt``: the class list, read back by ``voc.read_classes`` (so a copy of
-    the dataset anywhere knows its classes)."""
-    from .checkpoint import atomic_write
-
-    text = "".join(f"{name}\n" for name in CLASSES).encode()
-    atomic_write(vdir / CLASSES_FILE, lambda f: f.write(text))
-
-
-def _move_into_place(tmp: Path, target: Path, manifest: dict) -> None:
-    """Replace ``target`` by ``tmp``; tolerate another process finishing the same job first."""
-    for _ in range(3):
-        if target.exists():
-            if read_manifest(target.parent.parent, manifest["year"]) is None:
-                raise UserError(
-                    f"{target} appeared and was not written by fastrcnn_lite.embedded; not replacing it."
-                )
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
-            try:
-                os.replace(target, old / target.name)
-            except FileNotFoundError:  # another process moved it away first
-                pass
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            os.rename(tmp, target)
-            return
-        except OSError:
-            if _same(read_manifest(target.parent.parent, manifest["year"]), manifest):
-                return  # another process wrote the very same dataset meanwhile
-    raise OSError(f"Could not move the generated dataset into {target}.")
-
-
-def _is_complete(root: Path, manifest: dict) -> bool:
-    vdir = root / "VOCdevkit" / f"VOC{manifest['year']}"
-    if not _same(read_manifest(root, manifest["year"]), manifest):
-        return False
-    sets = vdir / "ImageSets" / "Main"
-    if not all((sets / f"{s}.txt").is_file() for s in ("trainval", "train", "val", "test")):
-        return False
-    total = manifest["num_trainval"] + manifest["num_test"]
-    jpegs = sum(1 for _ in (vdir / "JPEGImages").glob("*.jpg"))
-    xmls = sum(1 for _ in (vdir / "Annotations").glob("*.xml"))
-    return jpegs == xmls == total
-
-
-def ensure_embedded(
-    cfg: Config,
-    seed: int = 0,
-    num_trainval: int = 400,
-    num_test: int = 200,
-    verbose: bool = True,
-) -> Path:
-    """The root of the embedded dataset under ``resolve_path(cfg.data_root)``, generated if needed.
-
-    Generates when the tree is missing, incomplete, or its manifest (generator version, seed,
-    sizes, year) differs from the one asked for; otherwise reuses it untouched.
-
-    Args:
-        cfg: a Config; ``cfg.data_root`` (e.g. ``data/embedded``) and ``cfg.year`` are used.
-        seed, num_trainval, num_test: as in :func:`generate`.
-        verbose: print one line when it generates (reusing is silent).
-
-    Returns:
-        Path: the root to pass to ``VOCDataset(root, cfg.year, split, classes=CLASSES)``.
-    """
-    if not isinstance(cfg, Config):
-        raise TypeError(
-            f"ensure_embedded expects a fastrcnn_lite.config.Config; got {type(cfg).__name__}. Try Config.embedded()."
-        )
-    _check_counts(seed, num_trainval, num_test, cfg.year)
-    root = resolve_path(cfg.data_root)
-    manifest = _manifest(int(seed), int(num_trainval), int(num_test), str(cfg.year))
-    if _is_complete(root, manifest):
-        vdir = root / "VOCdevkit" / f"VOC{cfg.year}"
-        try:
-            stored = read_classes(root, cfg.year)
-        except ValueError:  # a damaged classes.txt
-            stored = None
-        if stored != CLASSES:  # a tree generated before classes.txt existed, or a damaged one
-            _write_classes(vdir)
-        return root
-    start = time.perf_counter()
-    generate(root, seed=seed, num_trainval=num_trainval, num_test=num_test, year=cfg.year)
-    if verbose:
-        try:
-            shown = root.relative_to(project_dir())
-        except ValueError:
-            shown = root
-        print(
-            f"embedded dataset: generated {num_trainval} trainval + {num_test} test images "
-            f"(seed {seed}) in {shown} ({time.perf_counter() - start:.1f} s)"
-        )
-    return root
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m fastrcnn_lite.embedded --root data/embedded [--seed 0] [--num-trainval N] [--num-test N]``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m fastrcnn_lite.embedded", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument(
-        "--root",
-        default="data/embedded",
-        help="folder that will hold VOCdevkit/ (default data/embedded)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
-    parser.add_argument(
-        "--num-trainval", type=int, default=400, help="trainval images (default 400)"
-    )
-    parser.add_argument("--num-test", type=int, default=200, help="test images (default 200)")
-    parser.add_argument("--year", default="2007", help="VOC<year> folder name (default 2007)")
-    parser.add_argument(
-        "--figure", metavar="PNG", help="also save the first 8 trainval images with their boxes"
-    )
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    root = generate(
-        resolve_path(args.root),
-        args.seed,
-        args.num_trainval,
-        args.num_test,
-        args.year,
-        progress=True,
-    )
-    seconds = time.perf_counter() - start
-    vdir = root / "VOCdevkit" / f"VOC{args.year}"
-    print(f"wrote {vdir} in {seconds:.1f} s (seed {args.seed})")
-    for split in ("trainval", "train", "val", "test"):
-        print(
-            f"  ImageSets/Main/{split}.txt: {len((vdir / 'ImageSets' / 'Main' / f'{split}.txt').read_text().split())} images"
-        )
-    stats = read_manifest(root, args.year)["stats"]
-    print(
-        f"  {stats['objects']} objects: {stats['difficult']} difficult, {stats['occluded']} occluded, "
-        f"{stats['truncated']} truncated"
-    )
-    print(
-        f"load it with VOCDataset({str(root)!r}, {args.year!r}, 'trainval', classes=embedded.CLASSES)"
-    )
-    if args.figure:
-        save_samples_figure(root, args.figure, year=args.year)
-        print(f"wrote {args.figure}")
-    return 0
-
-
-def save_samples_figure(
-    root: str | Path, path: str | Path, count: int = 8, year: str = "2007"
-) -> Path:
-    """Save the first ``count`` trainval images with their boxes as a PNG (``assets/embedded_samples.png``)."""
-    import matplotlib.pyplot as plt
-
-    from .teaching.viz import show_samples
-    from .voc import VOCDataset
-
-    dataset = VOCDataset(root, year, "trainval", classes=CLASSES)
-    seed = (read_manifest(root, year) or {}).get("seed", "?")
-    ncols = min(4, count)
-    fig = show_samples(
-        dataset,
-        range(min(count, len(dataset))),
-        ncols=ncols,
-        fontsize=8,
-        figsize=(3 * ncols, 3.3 * -(-count // ncols)),
-    )
-    fig.suptitle(
-        f"The embedded dataset (seed {seed}, first {count} trainval images): ground-truth boxes, "
-        "difficult ones dashed",
-        fontsize=11,
-    )
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
-
-
 if __name__ == "__main__":
     from fastrcnn_lite.cli import run
+    from fastrcnn_lite.embedded_cli import main
 
     run(main)

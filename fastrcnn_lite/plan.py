@@ -30,7 +30,8 @@ from .config import Config, resolve_path
 from .data import dataset_classes
 from .fast_rcnn import build_fast_rcnn, detect, max_size_for, resolve_device
 from .preflight import MemoryPreflightError, memory_preflight, synthetic_example
-from .proposals import load_proposals, proposal_cache_dir, selective_search
+from .proposal_cache import load_proposals, proposal_cache_dir
+from .proposals import selective_search
 from .train import (
     amp_dtype,
     build_optimizer,

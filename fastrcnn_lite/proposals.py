@@ -1,10 +1,17 @@
-"""Region proposals: selective search (OpenCV), a resumable disk cache, and proposal recall.
+"""Region proposals: selective search (OpenCV) on one image, and proposal recall.
 
 Data-flow stage: **proposals** (image -> *proposals* -> backbone feature map -> ...). R-CNN,
 SPPnet and Fast R-CNN all score category-independent region proposals computed once per image
 by selective search in "fast" mode, about 2000 per image (R-CNN section 2.1; Fast R-CNN
 sections 4 and 5.5, "Do more proposals help?"). The proposals are not learned: they are computed
-before training and cached on disk, exactly as the original systems did.
+before training and cached on disk, exactly as the original systems did. This module passes on
+one ``Tensor[P, 4]`` of boxes per image.
+
+This module is the algorithm a learner reads (notebook 01). Around it:
+``proposal_cache.py`` computes a whole split once, in parallel and resumable
+(:func:`~fastrcnn_lite.proposal_cache.load_proposals`, what the systems call),
+``proposals_cli.py`` is the command below, ``teaching/data_plots.py`` draws a
+:class:`RecallTable` (``plot_recall``).
 
 What is computed
 ----------------
@@ -26,36 +33,13 @@ An image with no proposal (every box smaller than ``min_size``, e.g. a 1x1 image
 empty ``Tensor[0, 4]``; a constant image gives one box, the whole image. Downstream code must
 accept ``P = 0`` (:func:`proposal_recall` does; training adds the gt boxes to the proposals).
 
-The cache
----------
-:func:`load_proposals` computes the proposals of a whole dataset split once, spread over
-``cfg.num_workers`` processes, and stores them under
-``<cache_dir>/proposals/<dataset>-<year>-<split>-<mode>-<hash>/``. The hash covers everything
-the stored boxes depend on: the cache format version, the resolved dataset root, year, split,
-mode, ``scale``, OpenCV's version, the ``rand()`` seed, and a fingerprint of the image list
-(each image id with its JPEG's byte size and modification time, the same test ``make`` uses;
-cheap even for the 10k images of VOC07). Change any of them and a different folder is used: a
-stale cache is recomputed, never mixed with new results.
-
-While computing, each image's boxes go to ``parts/<id>.npy`` (written to a temporary file and
-renamed, so a file that exists is complete); an interrupted run (Ctrl-C, a killed kernel) resumes
-with the images that are missing. When all are done they are consolidated into
-``proposals.pt`` (``ids``, ``counts`` Tensor[N], ``boxes`` Tensor[sum P, 4], int16 when every
-coordinate is a small integer, else float32) and ``parts/`` is removed. ``key.json`` records the
-key in readable form.
-
-The cache stores every box OpenCV returns (deduplicated); ``cfg.proposal_min_size`` and
-``cfg.proposals_per_image`` are applied when loading, so changing them needs no recomputation,
-and ``load_proposals(ds, cfg)[i]`` equals ``selective_search(image_i, mode, min_size,
-max_proposals)`` exactly.
-
 Recall
 ------
 :func:`proposal_recall` measures the fraction of ground-truth boxes (difficult ones excluded, as in
-VOC evaluation) that have at least one proposal with IoU >= t among the top N of their image, for
-several thresholds t and several N; :func:`plot_recall` draws it.
+VOC evaluation) that have at least one proposal with IoU >= t among the first n of their image, for
+several thresholds t and several n; ``fastrcnn_lite.teaching.data_plots.plot_recall`` draws it.
 
-Command line::
+Command line (``proposals_cli.py``; computes the cache, then prints the recall)::
 
     python -m fastrcnn_lite.proposals --profile embedded            # both splits, fast mode
     python -m fastrcnn_lite.proposals --profile full --mode quality --split test
@@ -64,50 +48,27 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import ctypes.util
 import math
-import multiprocessing
-import os
-import shutil
-import signal
-import time
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from .boxes import box_iou
-from .checkpoint import (
-    atomic_save,
-    atomic_write,
-    key_digest,
-    load_checkpoint,
-    short_digest,
-    write_json,
-)
-from .cli import UserError
-from .config import Config, resolve_path
 
 __all__ = [
     "MODES",
+    "DEFAULT_TOP_N",
     "selective_search",
-    "load_proposals",
-    "proposal_cache_dir",
     "RecallTable",
     "proposal_recall",
-    "plot_recall",
-    "main",
 ]
 
 MODES = ("fast", "quality")
-CACHE_FORMAT = 1  # bump when the stored layout or the meaning of the boxes changes
 RANK_SEED = 1  # seed of the C library's rand() before each image (1 = glibc's default)
 DEFAULT_TOP_N = (1, 10, 50, 100, 200, 500, 1000, 2000)
 
@@ -261,6 +222,8 @@ def selective_search(
 ) -> Tensor:
     """Selective-search proposals for one image (OpenCV), best-ranked first.
 
+    Notebook 01 teaches this (and runs it on photos and on the embedded data).
+
     Args:
         image (Tensor[3, H, W] float in [0, 1] or uint8, or ndarray[H, W, 3] uint8): an RGB
             image (what ``VOCDataset`` returns, or ``np.asarray(PIL_image)``).
@@ -284,290 +247,6 @@ def selective_search(
 
 
 # ----------------------------------------------------------------------------------------------
-# The disk cache
-# ----------------------------------------------------------------------------------------------
-
-
-def _compute_file(task: tuple[int, str, str, float]) -> tuple[int, np.ndarray]:
-    """Worker: ``(index, jpeg_path, mode, scale)`` -> ``(index, boxes ndarray[P, 4])``.
-
-    Decodes the JPEG as ``VOCDataset.load_image`` does (PIL, RGB) so the boxes match those of
-    ``selective_search(dataset[i][0])``.
-    """
-    index, path, mode, scale = task
-    try:
-        with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))  # (H, W, 3)
-    except FileNotFoundError:
-        raise
-    except OSError as e:  # "image file is truncated", "cannot identify image file", ...
-        raise UserError(
-            f"Cannot decode image {path} ({e}); selective search needs every image of the split. "
-            "Replace the file with a complete copy (download or generate the dataset again)."
-        ) from None
-    bgr = np.ascontiguousarray(rgb[:, :, ::-1])  # (H, W, 3) BGR
-    return index, _search_bgr(bgr, mode, scale)
-
-
-def _init_worker() -> None:
-    cv2.setNumThreads(1)  # one process per core; OpenCV must not add threads of its own
-    # Ctrl-C / Kernel > Interrupt reaches the parent, which stops the pool; workers ignore it
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _fingerprint(dataset) -> str:
-    """sha1 of every image id with its JPEG's size and modification time (dataset order)."""
-    lines = []
-    for i, image_id in enumerate(dataset.ids):
-        path = Path(dataset.image_path(i))
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"Image file not found: {path} (image {i}, id {image_id!r} of {dataset!r})."
-            ) from None
-        lines.append(f"{image_id}\t{st.st_size}\t{st.st_mtime_ns}\n")
-    return short_digest(lines, length=None)
-
-
-def _check_dataset(dataset) -> None:
-    if not (hasattr(dataset, "ids") and hasattr(dataset, "image_path")):
-        raise TypeError(
-            f"dataset must be a VOCDataset (with .ids and .image_path(i)); got {type(dataset).__name__}. "
-            "Open one with fastrcnn_lite.data.load_datasets(cfg) or VOCDataset(root, year, split)."
-        )
-
-
-def _cache_key(dataset, mode: str, scale: float) -> dict:
-    # VOCDataset.root: the folder that holds VOCdevkit/
-    root = Path(getattr(dataset, "root", ".")).resolve()
-    return {
-        "format": CACHE_FORMAT,
-        "root": str(root),
-        "year": str(getattr(dataset, "year", "")),
-        "image_set": str(getattr(dataset, "image_set", "")),
-        "mode": mode,
-        "scale": scale,
-        "opencv": cv2.__version__,
-        "rank_seed": _rank_seed(),
-        "num_images": len(dataset.ids),
-        "images": _fingerprint(dataset),
-    }
-
-
-def proposal_cache_dir(
-    dataset, cfg: Config, mode: str | None = None, *, scale: float = 1.0
-) -> Path:
-    """The folder that holds (or will hold) the proposals of ``dataset`` for this mode and scale.
-
-    ``<cache_dir>/proposals/<root name>-<year>-<split>-<mode>[-x<scale>]-<hash of the key>``.
-    """
-    _check_dataset(dataset)
-    mode = _check_mode(cfg.proposal_mode if mode is None else mode)
-    return _cache_dir(dataset, cfg, mode, _check_scale(scale))[0]
-
-
-def _cache_dir(dataset, cfg: Config, mode: str, scale: float) -> tuple[Path, dict]:
-    key = _cache_key(dataset, mode, scale)
-    digest = key_digest(key, 12)
-    name = f"{Path(key['root']).name}-{key['year']}-{key['image_set']}-{mode}"
-    if scale != 1.0:
-        name += f"-x{scale:g}"
-    return resolve_path(cfg.cache_dir) / "proposals" / f"{name}-{digest}", key
-
-
-def _write_npy(array: np.ndarray, path: Path) -> None:
-    """np.save to a temporary file beside ``path``, then rename (a file that exists is complete)."""
-    atomic_write(path, lambda f: np.save(f, array))
-
-
-def _warn_recompute(path: Path, why: str) -> None:
-    warnings.warn(
-        f"proposal cache file {path} is unreadable ({why}); deleting it and computing its "
-        "proposals again.",
-        RuntimeWarning,
-        stacklevel=4,
-    )
-
-
-def _read_part(path: Path) -> np.ndarray | None:
-    try:
-        array = np.load(path)
-    except (OSError, ValueError, EOFError) as e:
-        _warn_recompute(path, f"{type(e).__name__}: {str(e)[:100] or 'empty file'}")
-        return None  # unreadable: compute again
-    if array.ndim == 2 and array.shape[1] == 4:
-        return array
-    _warn_recompute(path, f"an array of shape {array.shape}, not (P, 4)")
-    return None
-
-
-def _compact(boxes: np.ndarray) -> Tensor:
-    """int16 when every coordinate is an integer that fits (saves half the disk), else float32."""
-    if len(boxes) == 0 or (np.all(boxes == np.round(boxes)) and np.abs(boxes).max() < 2**15):
-        return torch.from_numpy(np.asarray(boxes).astype(np.int16)).reshape(-1, 4)
-    return torch.from_numpy(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4)
-
-
-def _load_consolidated(path: Path, ids: list[str]) -> list[np.ndarray] | None:
-    """The boxes stored in ``proposals.pt``, or None (with a warning) when it cannot be used."""
-    try:
-        stored = load_checkpoint(path)
-    except ValueError as e:  # empty, truncated, damaged (checksum)
-        cause = e.__cause__
-        why = "checksum mismatch" if "damaged" in str(e) else "truncated or not a proposal cache"
-        if path.stat().st_size == 0:
-            why = "empty file"
-        elif cause is not None:
-            why += f"; {type(cause).__name__}"
-        _warn_recompute(path, why)
-        return None
-    if stored.get("format") != CACHE_FORMAT or list(stored.get("ids", [])) != list(ids):
-        _warn_recompute(path, "written for another cache format or another image list")
-        return None
-    try:
-        counts = stored["counts"].tolist()
-        boxes = torch.split(stored["boxes"], counts)
-    except (KeyError, AttributeError, RuntimeError, TypeError) as e:
-        _warn_recompute(path, f"{type(e).__name__}: {e}")
-        return None
-    if len(boxes) != len(ids) or any(b.dim() != 2 or b.shape[1] != 4 for b in boxes):
-        _warn_recompute(path, "boxes that do not match its image list")
-        return None
-    return [b.numpy() for b in boxes]
-
-
-def _pool_context():
-    """How worker processes start: never a plain fork of the caller.
-
-    A forked child inherits OpenCV's thread pool in whatever state the parent's threads were in
-    (a Jupyter kernel that already ran selective search) and can hang in its first OpenCV call.
-    "forkserver" (Linux, macOS) forks the workers from a fresh server process that has imported
-    this module once per session; "spawn" (Windows) starts fresh interpreters, each importing
-    the package (a few seconds).
-    """
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["fastrcnn_lite.proposals"])
-        return context
-    return multiprocessing.get_context("spawn")
-
-
-def _compute_missing(tasks, parts: Path, num_workers: int, bar) -> None:
-    """Run ``_compute_file`` on each task, writing ``parts/<id>.npy`` as each one completes."""
-    names = {index: name for index, name, _, _, _ in tasks}
-    work = [(index, path, mode, scale) for index, _, path, mode, scale in tasks]
-    if num_workers <= 1 or len(work) <= 1:
-        for task in work:
-            index, boxes = _compute_file(task)
-            _write_npy(boxes, parts / f"{names[index]}.npy")
-            bar.update(1)
-        return
-    with _pool_context().Pool(min(num_workers, len(work)), initializer=_init_worker) as pool:
-        for index, boxes in pool.imap_unordered(_compute_file, work, chunksize=1):
-            _write_npy(boxes, parts / f"{names[index]}.npy")
-            bar.update(1)
-
-
-def _load_or_compute(
-    dataset, cfg: Config, mode: str, scale: float, num_workers: int, progress: bool
-) -> list[np.ndarray]:
-    from .progress import tqdm
-
-    folder, key = _cache_dir(dataset, cfg, mode, scale)
-    final = folder / "proposals.pt"
-    ids = list(dataset.ids)
-    if final.is_file():
-        stored = _load_consolidated(final, ids)
-        if stored is not None:
-            if progress:
-                print(f"proposals: reusing {folder} ({len(ids)} images)")
-            return stored
-        final.unlink(missing_ok=True)  # unreadable or not ours: compute again
-    parts = folder / "parts"
-    parts.mkdir(parents=True, exist_ok=True)
-    write_json(folder / "key.json", key)
-    results: list[np.ndarray | None] = [None] * len(ids)
-    tasks = []
-    for i, image_id in enumerate(ids):
-        part = parts / f"{image_id}.npy"
-        results[i] = _read_part(part) if part.is_file() else None
-        if results[i] is None:
-            tasks.append((i, image_id, str(dataset.image_path(i)), mode, scale))
-    workers = max(0, min(int(num_workers), os.cpu_count() or 1))
-    if progress:
-        done = len(ids) - len(tasks)
-        resumed = f", resuming after {done} done" if done else ""
-        print(
-            f"proposals: selective search ({mode}) on {len(tasks)} images with {max(workers, 1)} process(es){resumed} -> {folder}"
-        )
-    with tqdm(
-        total=len(ids),
-        initial=len(ids) - len(tasks),
-        desc=f"selective search ({mode})",
-        disable=not progress,
-    ) as bar:
-        _compute_missing(tasks, parts, workers, bar)
-    for i, _, _, _, _ in tasks:
-        results[i] = _read_part(parts / f"{ids[i]}.npy")
-        if results[i] is None:
-            raise RuntimeError(
-                f"proposals for {ids[i]} were computed but cannot be read back from {parts}."
-            )
-    counts = torch.tensor([len(r) for r in results], dtype=torch.int64)  # (N,)
-    boxes = _compact(
-        np.concatenate([r.reshape(-1, 4) for r in results]) if results else np.zeros((0, 4))
-    )
-    atomic_save(
-        {"format": CACHE_FORMAT, "ids": ids, "counts": counts, "boxes": boxes, "key": key}, final
-    )
-    shutil.rmtree(parts, ignore_errors=True)
-    return results
-
-
-def load_proposals(
-    dataset,
-    cfg: Config,
-    mode: str | None = None,
-    progress: bool = True,
-    *,
-    scale: float = 1.0,
-    num_workers: int | None = None,
-) -> list[Tensor]:
-    """Selective-search proposals of every image of ``dataset``, computed once and cached.
-
-    Args:
-        dataset: a :class:`~fastrcnn_lite.voc.VOCDataset` (any VOCdevkit tree: embedded, real VOC,
-            voc07-micro).
-        cfg: uses ``cache_dir``, ``proposal_mode`` (when ``mode`` is None), ``proposal_min_size``,
-            ``proposals_per_image`` and ``num_workers``.
-        mode: ``"fast"`` or ``"quality"``; None = ``cfg.proposal_mode``.
-        progress: print where the cache is and show a progress bar while computing.
-        scale: as in :func:`selective_search` (part of the cache key).
-        num_workers: processes to spread the images over; None = ``cfg.num_workers``
-            (0 or 1 = in this process). Workers are not forked from the caller (see
-            ``_pool_context``): a script that calls this with workers needs the usual
-            ``if __name__ == "__main__":`` guard.
-
-    Returns:
-        list[Tensor[P_i, 4]] float32, one per image in dataset order: continuous (x1, y1, x2, y2)
-        pixels, best-ranked first, boxes smaller than ``cfg.proposal_min_size`` dropped, at most
-        ``cfg.proposals_per_image``; ``P_i`` may be 0.
-    """
-    _check_dataset(dataset)
-    if not isinstance(cfg, Config):
-        raise TypeError(
-            f"cfg must be a fastrcnn_lite.config.Config; got {type(cfg).__name__}. Try Config.embedded()."
-        )
-    mode = _check_mode(cfg.proposal_mode if mode is None else mode)
-    scale = _check_scale(scale)
-    _check_limits(cfg.proposal_min_size, cfg.proposals_per_image)
-    workers = cfg.num_workers if num_workers is None else num_workers
-    stored = _load_or_compute(dataset, cfg, mode, scale, workers, progress)
-    return [_finish(b, cfg.proposal_min_size, cfg.proposals_per_image) for b in stored]
-
-
-# ----------------------------------------------------------------------------------------------
 # Recall
 # ----------------------------------------------------------------------------------------------
 
@@ -575,6 +254,8 @@ def load_proposals(
 @dataclass
 class RecallTable:
     """Proposal recall for several numbers of proposals (rows) and IoU thresholds (columns).
+
+    Notebook 01 prints and plots these tables (fast vs quality, embedded vs real photos).
 
     Attributes:
         recall (Tensor[M, T]): recall[m, t] = fraction of gt boxes with IoU >= iou_thresholds[t]
@@ -636,16 +317,19 @@ def proposal_recall(
 ) -> RecallTable:
     """Recall of proposals against ground truth, vs IoU threshold and vs number of proposals.
 
+    Notebook 01 teaches this (its graded exercise ``check_recall`` compares against it).
+
     Args:
         proposals_list (list[Tensor[P_i, 4]]): per image, best-ranked first; ``P_i`` may be 0.
         targets: per image, a target dict (``boxes`` Tensor[G, 4], optional ``difficult``
             Tensor[G] bool), as ``VOCDataset.load_target`` returns, or a Tensor[G, 4] of gt boxes.
         iou_thresholds: T thresholds; a gt box counts as found at t when IoU >= t.
-        top_n: M numbers of proposals (the first N of each image).
+        top_n: M numbers of proposals n (the first n of each image).
         use_difficult: count difficult gt boxes too (default False: VOC evaluation ignores them).
 
     Returns:
-        RecallTable (``print`` it; ``.at(n, iou)``; :func:`plot_recall`).
+        RecallTable (``print`` it; ``.at(n, iou)``;
+        ``fastrcnn_lite.teaching.data_plots.plot_recall`` draws it).
     """
     if not isinstance(proposals_list, (list, tuple)) or not isinstance(targets, (list, tuple)):
         raise TypeError(
@@ -693,131 +377,8 @@ def proposal_recall(
     return RecallTable(recall.float(), thresholds, top_n, num_gt, len(targets), mean)
 
 
-def plot_recall(
-    table: RecallTable,
-    axes=None,
-    label: str | None = None,
-    ious=(0.5, 0.7),
-    top_n=None,
-    **style,
-):
-    """Two panels: recall vs IoU threshold (one line per top N) and recall vs N (one line per IoU).
-
-    Args:
-        table: from :func:`proposal_recall`.
-        axes: two matplotlib Axes; None = a new (10, 4) figure.
-        label: prefix for the legend entries (to overlay, say, fast and quality on the same axes).
-        ious: the thresholds drawn in the right panel (those present in the table).
-        top_n: the numbers of proposals drawn in the left panel (None = every row of the table).
-        **style: passed to ``Axes.plot`` (e.g. ``linestyle="--"`` for a second table).
-
-    Returns:
-        The two Axes.
-    """
-    import matplotlib.pyplot as plt
-
-    if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(10, 4))
-    prefix = f"{label}: " if label else ""
-    left, right = axes
-    thresholds = table.iou_thresholds.tolist()
-    for m, n in enumerate(table.top_n):
-        if top_n is None or n in top_n:
-            left.plot(
-                thresholds, table.recall[m].tolist(), marker=".", label=f"{prefix}top {n}", **style
-            )
-    left.set(
-        xlabel="IoU threshold", ylabel="recall", ylim=(0, 1.02), title="recall vs IoU threshold"
-    )
-    left.grid(alpha=0.3)
-    left.legend(fontsize=7)
-    for iou in ious:
-        close = ((table.iou_thresholds - iou).abs() < 1e-9).nonzero()
-        if len(close):
-            right.plot(
-                table.top_n,
-                table.recall[:, int(close[0, 0])].tolist(),
-                marker="o",
-                label=f"{prefix}IoU {iou:g}",
-                **style,
-            )
-    right.set(
-        xscale="log",
-        xlabel="number of proposals N (top N per image)",
-        ylabel="recall",
-        ylim=(0, 1.02),
-        title="recall vs number of proposals",
-    )
-    right.grid(alpha=0.3, which="both")
-    right.legend(fontsize=7)
-    return axes
-
-
-# ----------------------------------------------------------------------------------------------
-# Command line
-# ----------------------------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    # Run through the imported module, so that the worker pool pickles
-    # fastrcnn_lite.proposals._compute_file, not __main__._compute_file (python -m ...).
-    from . import data
-    from . import proposals as module
-    from .voc import VOCDataset
-
-    parser = argparse.ArgumentParser(
-        description="Compute and cache selective-search proposals, then print their recall."
-    )
-    parser.add_argument(
-        "--profile",
-        choices=("embedded", "full"),
-        default="embedded",
-        help="Config.embedded() or Config()",
-    )
-    parser.add_argument(
-        "--mode", choices=MODES, default=None, help="selective search mode (default: the profile's)"
-    )
-    parser.add_argument(
-        "--split",
-        default="all",
-        help="trainval, test, ... or 'all' (the profile's train and test sets)",
-    )
-    parser.add_argument(
-        "--data-root", default=None, help="a folder holding VOCdevkit/ (default: the profile's)"
-    )
-    parser.add_argument(
-        "--workers", type=int, default=None, help="processes (default: cfg.num_workers)"
-    )
-    parser.add_argument(
-        "--scale", type=float, default=1.0, help="resize factor before selective search"
-    )
-    args = parser.parse_args(argv)
-
-    cfg = Config.embedded() if args.profile == "embedded" else Config()
-    if args.data_root is not None:
-        cfg = cfg.replace(data_root=args.data_root)
-    root = data.dataset_root(cfg)  # the embedded data is generated there if it is missing
-    classes = data.read_classes(root, cfg.year)  # the dataset's own (classes.txt, else VOC's)
-    splits = (cfg.train_set, cfg.test_set) if args.split == "all" else (args.split,)
-    for split in splits:
-        dataset = VOCDataset(root, cfg.year, split, classes)
-        start = time.perf_counter()
-        proposals = module.load_proposals(
-            dataset, cfg, args.mode, scale=args.scale, num_workers=args.workers
-        )
-        seconds = time.perf_counter() - start
-        folder = proposal_cache_dir(dataset, cfg, args.mode, scale=args.scale)
-        size = (folder / "proposals.pt").stat().st_size
-        print(
-            f"{split}: {len(dataset)} images in {seconds:.1f} s; cache {folder} ({size / 2**20:.1f} MiB)"
-        )
-        targets = [dataset.load_target(i) for i in range(len(dataset))]
-        top_n = tuple(n for n in DEFAULT_TOP_N if n <= cfg.proposals_per_image)
-        print(proposal_recall(proposals, targets, top_n=top_n))
-    return 0
-
-
 if __name__ == "__main__":
     from fastrcnn_lite.cli import run
+    from fastrcnn_lite.proposals_cli import main
 
     run(main)

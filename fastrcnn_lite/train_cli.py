@@ -33,7 +33,7 @@ from .evaluate import evaluate_detections
 from .fast_rcnn import build_fast_rcnn, detect, resolve_device
 from .plan import RunRequest, plan_run
 from .pretrain import pretrained_backbone
-from .proposals import load_proposals
+from .proposal_cache import load_proposals
 from .train import DEFAULT_TRAINABLE_FROM, amp_dtype, target_stats, train_fast_rcnn
 from .train_state import check_run_folder, checkpoint_iteration
 from .voc import voc_dir

@@ -1,8 +1,8 @@
 """The PASCAL VOC reader: any standard VOCdevkit tree, real or embedded.
 
 Data-flow stage: **image** (the first stage). Everything downstream reads images and boxes
-through :class:`VOCDataset`, so the embedded dataset (written by ``fastrcnn_lite.embedded`` in
-the same layout) and real PASCAL VOC go through the very same code.
+through :class:`VOCDataset`, so the embedded dataset (written by ``fastrcnn_lite.embedded_files``
+in the same layout) and real PASCAL VOC go through the very same code.
 
 Layout read::
 
@@ -68,7 +68,10 @@ CLASSES_FILE = "classes.txt"  # in VOC<year>/: the dataset's class names, one a 
 
 
 def voc_dir(root: str | Path, year: str) -> Path:
-    """``<root>/VOCdevkit/VOC<year>``."""
+    """``<root>/VOCdevkit/VOC<year>``.
+
+    No notebook: the reader, ``download.py`` and the training command build paths with it.
+    """
     return Path(root) / "VOCdevkit" / f"VOC{year}"
 
 
@@ -77,6 +80,8 @@ def read_classes(root: str | Path, year: str = "2007") -> tuple[str, ...]:
 
     ``classes.txt`` in that folder (one name a line, as the embedded generator writes it) when
     it exists, else :data:`VOC_CLASSES`. Label i + 1 is ``classes[i]``; 0 is background.
+
+    No notebook: :class:`VOCDataset`, ``data.load_datasets`` and the commands call it.
 
     Raises:
         UserError: ``classes.txt`` is empty, or names a class twice or with spaces.
@@ -103,6 +108,8 @@ def read_classes(root: str | Path, year: str = "2007") -> tuple[str, ...]:
 
 def read_split(path: str | Path) -> list[str]:
     """The image ids of a split file (``ImageSets/Main/<image_set>.txt``), one a line.
+
+    Notebook 00 shows these files; :class:`VOCDataset` reads them with this.
 
     Raises:
         FileNotFoundError: no such file.
@@ -162,6 +169,8 @@ def _number(node: ET.Element, tag: str, where: str, kind: type = float):
 
 def read_annotation(path: str | Path, classes: tuple[str, ...] = VOC_CLASSES) -> dict:
     """Parse one VOC annotation XML.
+
+    Notebook 00 shows the XML this parses (through ``VOCDataset.load_target``).
 
     Returns:
         dict with ``boxes`` (Tensor[G, 4] float32, continuous x1, y1, x2, y2), ``labels``
@@ -224,8 +233,8 @@ def difficult_flags(target: dict) -> Tensor:
     """The ``difficult`` flags of a target (Tensor[G] bool); all False when it has none.
 
     VOC marks hard objects ``<difficult>1``: evaluation ignores them (neither a hit nor a miss)
-    and the systems do not train on them (:func:`gt_for_training`). Taught in
-    ``notebooks/02_evaluation.ipynb``.
+    and the systems do not train on them (:func:`gt_for_training`). Notebook 02 teaches why
+    evaluation ignores them; ``evaluate.py`` reads the flags with this.
     """
     difficult = target.get("difficult")
     if difficult is None:
@@ -236,7 +245,11 @@ def difficult_flags(target: dict) -> Tensor:
 def gt_for_training(target: dict, use_difficult: bool = False) -> tuple[Tensor, Tensor]:
     """The gt boxes (Tensor[G', 4] float32) and labels (Tensor[G']) a detector trains on: the
     difficult objects dropped unless ``use_difficult`` (``cfg.use_difficult``; the paper's code
-    drops them). Taught in ``notebooks/03_rcnn.ipynb``."""
+    drops them).
+
+    Notebook 03 teaches why training drops difficult objects; every system's training
+    (``regions.py``, ``region_heads.py``, ``pretrain.py``, ``sppnet.py``, ``train.py``) calls it.
+    """
     keep = torch.ones(len(target["boxes"]), dtype=torch.bool)  # (G,)
     if not use_difficult and "difficult" in target:
         keep = ~target["difficult"].bool()
@@ -245,6 +258,8 @@ def gt_for_training(target: dict, use_difficult: bool = False) -> tuple[Tensor, 
 
 class VOCDataset(torch.utils.data.Dataset):
     """Images and boxes from a VOCdevkit tree.
+
+    Notebook 00 teaches it (every notebook opens its data through ``data.load_datasets``).
 
     Args:
         root: the folder that contains ``VOCdevkit/``.

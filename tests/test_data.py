@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from fastrcnn_lite import data, embedded, proposals
+from fastrcnn_lite import data, embedded, embedded_files, proposals_cli
 from fastrcnn_lite.config import Config
 from fastrcnn_lite.voc import VOC_CLASSES, VOCDataset
 
@@ -18,7 +18,7 @@ SMALL = dict(num_trainval=4, num_test=2)
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    return embedded.generate(tmp_path_factory.mktemp("emb"), seed=0, **SMALL)
+    return embedded_files.generate(tmp_path_factory.mktemp("emb"), seed=0, **SMALL)
 
 
 def test_a_copy_of_the_embedded_data_elsewhere_reads_with_its_classes(generated, tmp_path):
@@ -40,7 +40,7 @@ def test_proposals_command_with_embedded_profile_and_a_copy(
     shutil.copytree(generated, copy)
     monkeypatch.setenv("FASTRCNN_HOME", str(tmp_path))
     argv = ["--profile", "embedded", "--data-root", str(copy), "--split", "test", "--workers", "0"]
-    assert proposals.main(argv) == 0
+    assert proposals_cli.main(argv) == 0
     assert "proposal recall:" in capsys.readouterr().out
 
 
@@ -53,13 +53,13 @@ def test_real_voc_trees_keep_the_voc_classes(tmp_path):
 
 def test_ensure_embedded_adds_the_class_list_to_an_older_tree(tmp_path):
     cfg = Config.embedded(data_root=str(tmp_path / "emb"))
-    root = embedded.ensure_embedded(cfg, verbose=False, **SMALL)
+    root = embedded_files.ensure_embedded(cfg, verbose=False, **SMALL)
     classes_file = root / "VOCdevkit/VOC2007/classes.txt"
     assert classes_file.read_text().split() == list(embedded.CLASSES)
     classes_file.unlink()  # as a tree generated before classes.txt existed
     jpeg = root / "VOCdevkit/VOC2007/JPEGImages/000001.jpg"
     stamp = jpeg.stat().st_mtime_ns
-    embedded.ensure_embedded(cfg, verbose=False, **SMALL)
+    embedded_files.ensure_embedded(cfg, verbose=False, **SMALL)
     assert classes_file.read_text().split() == list(embedded.CLASSES)
     assert jpeg.stat().st_mtime_ns == stamp  # not regenerated for that
 
@@ -68,12 +68,12 @@ def test_dataset_digest_follows_the_data_not_the_path(tmp_path):
     def digest(root):
         return data.dataset_digest(VOCDataset(root, "2007", "trainval"))
 
-    a = embedded.generate(tmp_path / "a", seed=0, **SMALL)
+    a = embedded_files.generate(tmp_path / "a", seed=0, **SMALL)
     first = digest(a)
     assert digest(shutil.copytree(a, tmp_path / "copy")) == first  # same bytes elsewhere
-    embedded.generate(a, seed=1, **SMALL)  # regenerated at the same root
+    embedded_files.generate(a, seed=1, **SMALL)  # regenerated at the same root
     assert digest(a) != first
-    embedded.generate(a, seed=0, **SMALL)  # byte-identical again
+    embedded_files.generate(a, seed=0, **SMALL)  # byte-identical again
     assert digest(a) == first
     xml = a / "VOCdevkit/VOC2007/Annotations/000001.xml"
     xml.write_text(

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from matplotlib.path import Path as PolygonPath
 
-from fastrcnn_lite import embedded
+from fastrcnn_lite import embedded, embedded_cli, embedded_files
 from fastrcnn_lite.config import Config
+from fastrcnn_lite.teaching.data_plots import save_samples_figure
 from fastrcnn_lite.voc import VOCDataset, read_annotation
 
 from .helpers import write_voc_tree
@@ -32,7 +33,7 @@ def _md5s(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def small_root(tmp_path_factory) -> Path:
-    return embedded.generate(tmp_path_factory.mktemp("emb"), seed=0, **SMALL)
+    return embedded_files.generate(tmp_path_factory.mktemp("emb"), seed=0, **SMALL)
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +52,16 @@ def test_classes_are_shapes():
 
 
 def test_same_seed_same_bytes_other_seed_other_images(small_root, tmp_path):
-    again = embedded.generate(tmp_path / "again", seed=0, **SMALL)
+    again = embedded_files.generate(tmp_path / "again", seed=0, **SMALL)
     first, second = _md5s(small_root), _md5s(again)
     assert len(first) > 2 * 20 and first == second  # every JPEG, XML, split file and README
-    other = _md5s(embedded.generate(tmp_path / "other", seed=1, **SMALL))
+    other = _md5s(embedded_files.generate(tmp_path / "other", seed=1, **SMALL))
     jpegs = [k for k in first if k.endswith(".jpg")]
     assert sum(first[k] != other[k] for k in jpegs) == len(jpegs)
 
 
 def test_an_image_does_not_depend_on_how_many_are_generated(small_root, tmp_path):
-    fewer = embedded.generate(tmp_path / "fewer", seed=0, num_trainval=5, num_test=3)
+    fewer = embedded_files.generate(tmp_path / "fewer", seed=0, num_trainval=5, num_test=3)
     a, b = _md5s(small_root), _md5s(fewer)
     for name in ("000001", "000005", "100001", "100003"):
         for path in (f"JPEGImages/{name}.jpg", f"Annotations/{name}.xml"):
@@ -76,7 +77,7 @@ def test_layout_reads_with_the_voc_reader(small_root):
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         assert (voc / sub).is_dir()
     assert (voc / "README.txt").is_file()
-    assert embedded.read_manifest(small_root)["seed"] == 0
+    assert embedded_files.read_manifest(small_root)["seed"] == 0
     splits = {}
     for split in ("trainval", "train", "val", "test"):
         ds = VOCDataset(small_root, "2007", split, classes=embedded.CLASSES)
@@ -274,39 +275,41 @@ def test_colour_does_not_tell_the_class(rendered):
 
 def test_generation_is_fast(tmp_path):
     start = time.perf_counter()
-    embedded.generate(tmp_path, seed=3, num_trainval=12, num_test=8)
+    embedded_files.generate(tmp_path, seed=3, num_trainval=12, num_test=8)
     assert time.perf_counter() - start < 10  # about 0.5 s on two idle cores; 600 images ~ 15 s
 
 
 def test_ensure_embedded_generates_once_and_regenerates_on_change(tmp_path, capsys):
     cfg = Config.embedded(data_root=str(tmp_path / "emb"))
-    root = embedded.ensure_embedded(cfg, num_trainval=6, num_test=4)
+    root = embedded_files.ensure_embedded(cfg, num_trainval=6, num_test=4)
     assert root == tmp_path / "emb" and "generated" in capsys.readouterr().out
     VOCDataset(root, cfg.year, cfg.test_set, classes=embedded.CLASSES)
     jpeg = root / "VOCdevkit/VOC2007/JPEGImages/000001.jpg"
     stamp = jpeg.stat().st_mtime_ns
 
-    assert embedded.ensure_embedded(cfg, num_trainval=6, num_test=4) == root
+    assert embedded_files.ensure_embedded(cfg, num_trainval=6, num_test=4) == root
     assert capsys.readouterr().out == "" and jpeg.stat().st_mtime_ns == stamp  # silent reuse
 
-    manifest = root / "VOCdevkit/VOC2007" / embedded.MANIFEST
+    manifest = root / "VOCdevkit/VOC2007" / embedded_files.MANIFEST
     stored = json.loads(manifest.read_text())
     manifest.write_text(
         json.dumps({**stored, "version": stored["version"] - 1})
     )  # an old generator
-    embedded.ensure_embedded(cfg, num_trainval=6, num_test=4)
+    embedded_files.ensure_embedded(cfg, num_trainval=6, num_test=4)
     assert "generated" in capsys.readouterr().out
     assert json.loads(manifest.read_text())["version"] == embedded.GENERATOR_VERSION
 
-    embedded.ensure_embedded(cfg, seed=1, num_trainval=6, num_test=4)  # another seed
-    assert "generated" in capsys.readouterr().out and embedded.read_manifest(root)["seed"] == 1
+    embedded_files.ensure_embedded(cfg, seed=1, num_trainval=6, num_test=4)  # another seed
+    assert (
+        "generated" in capsys.readouterr().out and embedded_files.read_manifest(root)["seed"] == 1
+    )
 
-    embedded.ensure_embedded(cfg, seed=1, num_trainval=6, num_test=5)  # another size
+    embedded_files.ensure_embedded(cfg, seed=1, num_trainval=6, num_test=5)  # another size
     assert "generated" in capsys.readouterr().out
     assert len(VOCDataset(root, "2007", "test", classes=embedded.CLASSES)) == 5
 
     jpeg.unlink()  # an incomplete tree
-    embedded.ensure_embedded(cfg, seed=1, num_trainval=6, num_test=5)
+    embedded_files.ensure_embedded(cfg, seed=1, num_trainval=6, num_test=5)
     assert "generated" in capsys.readouterr().out and jpeg.is_file()
     assert not list((root / "VOCdevkit").glob(".*"))  # no temporary folders left
 
@@ -314,29 +317,31 @@ def test_ensure_embedded_generates_once_and_regenerates_on_change(tmp_path, caps
 def test_never_overwrites_a_tree_it_did_not_write(tmp_path):
     write_voc_tree(tmp_path, {"000001": ((10, 10), [("dog", 1, 1, 5, 5, 0)])})
     with pytest.raises(ValueError, match="not written by fastrcnn_lite.embedded"):
-        embedded.generate(tmp_path, **SMALL)
+        embedded_files.generate(tmp_path, **SMALL)
     with pytest.raises(ValueError, match="real PASCAL VOC"):
-        embedded.ensure_embedded(Config.embedded(data_root=str(tmp_path)))
+        embedded_files.ensure_embedded(Config.embedded(data_root=str(tmp_path)))
     assert (tmp_path / "VOCdevkit/VOC2007/JPEGImages/000001.jpg").is_file()
 
 
 def test_errors_say_what_was_expected(tmp_path):
     with pytest.raises(ValueError, match="seed must be a non-negative int"):
-        embedded.generate(tmp_path, seed=-1)
+        embedded_files.generate(tmp_path, seed=-1)
     with pytest.raises(ValueError, match=r"num_trainval must be an int in \[2"):
-        embedded.generate(tmp_path, num_trainval=0)
+        embedded_files.generate(tmp_path, num_trainval=0)
     with pytest.raises(ValueError, match="num_test must be an int"):
-        embedded.generate(tmp_path, num_test=2.5)
+        embedded_files.generate(tmp_path, num_test=2.5)
     with pytest.raises(ValueError, match="split must be one of"):
         embedded.render_image(0, "val", 0)
     with pytest.raises(TypeError, match="expects a fastrcnn_lite.config.Config"):
-        embedded.ensure_embedded("data/embedded")
+        embedded_files.ensure_embedded("data/embedded")
 
 
 def test_command_line(tmp_path, capsys):
-    assert embedded.main(["--root", str(tmp_path), "--num-trainval", "4", "--num-test", "2"]) == 0
+    assert (
+        embedded_cli.main(["--root", str(tmp_path), "--num-trainval", "4", "--num-test", "2"]) == 0
+    )
     out = capsys.readouterr().out
     assert "wrote" in out and "trainval.txt: 4 images" in out and "test.txt: 2 images" in out
     assert len(VOCDataset(tmp_path, "2007", "trainval", classes=embedded.CLASSES)) == 4
-    figure = embedded.save_samples_figure(tmp_path, tmp_path / "fig" / "samples.png", count=2)
+    figure = save_samples_figure(tmp_path, tmp_path / "fig" / "samples.png", count=2)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

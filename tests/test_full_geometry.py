@@ -15,7 +15,7 @@ from fastrcnn_lite import train_cli
 from fastrcnn_lite.checkpoint import load_checkpoint
 from fastrcnn_lite.config import Config
 from fastrcnn_lite.data import load_datasets
-from fastrcnn_lite.proposals import load_proposals
+from fastrcnn_lite.proposal_cache import load_proposals
 from fastrcnn_lite.train import read_metrics, training_example
 from fastrcnn_lite.voc import VOC_CLASSES
 from fastrcnn_lite.voc_results import read_voc_results

@@ -88,14 +88,14 @@ def test_pretrain_errors(tmp_path):
 def test_pretrained_cache_key_follows_the_training_data(tmp_path):
     """A dataset regenerated at the same root (another seed) trains a new network; the same
     bytes again load the cached one (issue 9: the key used only the number of images)."""
-    from fastrcnn_lite import embedded
+    from fastrcnn_lite import embedded_files
     from fastrcnn_lite.voc import VOCDataset
 
     root = tmp_path / "emb"
     cfg = Config.embedded(cache_dir=str(tmp_path / "cache"), data_root=str(root))
 
     def train_on(seed):
-        embedded.generate(root, seed=seed, num_trainval=2, num_test=2)
+        embedded_files.generate(root, seed=seed, num_trainval=2, num_test=2)
         pretrained_backbone(cfg, VOCDataset(root, "2007", "trainval"), progress=False, iters=1)
         return sorted(p.name for p in (tmp_path / "cache").glob("pretrained-*.pt"))
 

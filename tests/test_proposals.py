@@ -12,9 +12,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from fastrcnn_lite import proposals  # noqa: E402
+from fastrcnn_lite import proposal_cache, proposals, proposals_cli  # noqa: E402
 from fastrcnn_lite.boxes import box_iou  # noqa: E402
-from fastrcnn_lite.config import Config  # noqa: E402
+from fastrcnn_lite.config import Config, resolve_path  # noqa: E402
+from fastrcnn_lite.teaching.data_plots import plot_recall  # noqa: E402
 from fastrcnn_lite.voc import VOCDataset  # noqa: E402
 
 from .helpers import micro_root, write_voc_tree  # noqa: E402
@@ -158,19 +159,19 @@ def cfg(tmp_path):
 def calls(monkeypatch):
     """Count the images the worker computes (in-process: num_workers=0)."""
     seen = []
-    real = proposals._compute_file
+    real = proposal_cache._compute_file
 
     def counting(task):
         seen.append(task[0])
         return real(task)
 
-    monkeypatch.setattr(proposals, "_compute_file", counting)
+    monkeypatch.setattr(proposal_cache, "_compute_file", counting)
     return seen
 
 
 def test_load_proposals_matches_selective_search_and_hits_the_cache(tree, cfg, calls):
     ds = VOCDataset(tree, "2007", "trainval")
-    first = proposals.load_proposals(ds, cfg, progress=False)
+    first = proposal_cache.load_proposals(ds, cfg, progress=False)
     assert sorted(calls) == list(range(len(ds)))
     for i, boxes in enumerate(first):
         expected = proposals.selective_search(
@@ -178,18 +179,18 @@ def test_load_proposals_matches_selective_search_and_hits_the_cache(tree, cfg, c
         )
         assert torch.equal(boxes, expected)
         assert 0 < len(boxes) <= 50
-    folder = proposals.proposal_cache_dir(ds, cfg)
+    folder = proposal_cache.proposal_cache_dir(ds, cfg)
     assert (
         folder.parent == cfg_path(cfg)
         and (folder / "proposals.pt").is_file()
         and not (folder / "parts").exists()
     )
     calls.clear()
-    again = proposals.load_proposals(ds, cfg, progress=False)
+    again = proposal_cache.load_proposals(ds, cfg, progress=False)
     assert calls == []  # a cache hit computes nothing
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     # min_size and proposals_per_image apply on load: no recomputation, no new folder
-    fewer = proposals.load_proposals(
+    fewer = proposal_cache.load_proposals(
         ds, cfg.replace(proposals_per_image=5, proposal_min_size=4), progress=False
     )
     assert calls == [] and all(len(b) <= 5 and ((b[:, 2:] - b[:, :2]) >= 4).all() for b in fewer)
@@ -197,17 +198,17 @@ def test_load_proposals_matches_selective_search_and_hits_the_cache(tree, cfg, c
 
 
 def cfg_path(cfg):
-    return proposals.resolve_path(cfg.cache_dir) / "proposals"
+    return resolve_path(cfg.cache_dir) / "proposals"
 
 
 def test_stale_key_recomputes_in_a_new_folder(tree, cfg, calls):
     ds = VOCDataset(tree, "2007", "trainval")
-    proposals.load_proposals(ds, cfg, progress=False)
-    fast_dir = proposals.proposal_cache_dir(ds, cfg)
+    proposal_cache.load_proposals(ds, cfg, progress=False)
+    fast_dir = proposal_cache.proposal_cache_dir(ds, cfg)
     calls.clear()
-    quality = proposals.load_proposals(ds, cfg, mode="quality", progress=False)
+    quality = proposal_cache.load_proposals(ds, cfg, mode="quality", progress=False)
     assert sorted(calls) == list(range(len(ds)))  # another mode: everything again
-    assert proposals.proposal_cache_dir(ds, cfg, "quality") != fast_dir
+    assert proposal_cache.proposal_cache_dir(ds, cfg, "quality") != fast_dir
     assert torch.equal(quality[0], proposals.selective_search(ds[0][0], "quality", 2, 50))
     # the image list changes: one image more in the split -> a new key, all recomputed
     split = tree / "VOCdevkit" / "VOC2007" / "ImageSets" / "Main" / "trainval.txt"
@@ -217,21 +218,21 @@ def test_stale_key_recomputes_in_a_new_folder(tree, cfg, calls):
     split.write_text(split.read_text() + "000009\n")
     bigger = VOCDataset(tree, "2007", "trainval")
     calls.clear()
-    out = proposals.load_proposals(bigger, cfg, progress=False)
+    out = proposal_cache.load_proposals(bigger, cfg, progress=False)
     assert len(out) == 6 and sorted(calls) == list(range(6))
-    assert proposals.proposal_cache_dir(bigger, cfg) != fast_dir
+    assert proposal_cache.proposal_cache_dir(bigger, cfg) != fast_dir
     # an image is replaced (different bytes, new modification time) -> recomputed
     path = bigger.image_path(0)
     Image.fromarray(np.full((44, 48, 3), 90, np.uint8)).save(path)
     os.utime(path, ns=(10**18, 10**18))
     calls.clear()
-    out = proposals.load_proposals(bigger, cfg, progress=False)
+    out = proposal_cache.load_proposals(bigger, cfg, progress=False)
     assert sorted(calls) == list(range(6)) and out[0].tolist() == [[0, 0, 48, 44]]
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(tree, cfg, monkeypatch):
     ds = VOCDataset(tree, "2007", "trainval")
-    real = proposals._compute_file
+    real = proposal_cache._compute_file
     seen = []
 
     def dies_after_two(task):
@@ -240,21 +241,21 @@ def test_an_interrupted_run_resumes_where_it_stopped(tree, cfg, monkeypatch):
         seen.append(task[0])
         return real(task)
 
-    monkeypatch.setattr(proposals, "_compute_file", dies_after_two)
+    monkeypatch.setattr(proposal_cache, "_compute_file", dies_after_two)
     with pytest.raises(KeyboardInterrupt):
-        proposals.load_proposals(ds, cfg, progress=False)
-    folder = proposals.proposal_cache_dir(ds, cfg)
+        proposal_cache.load_proposals(ds, cfg, progress=False)
+    folder = proposal_cache.proposal_cache_dir(ds, cfg)
     assert sorted(p.stem for p in (folder / "parts").glob("*.npy")) == ds.ids[:2]
     assert not (folder / "proposals.pt").exists()
     (folder / "parts" / ".000003.npy.tmp").write_bytes(b"half a file")  # left by a killed write
 
     rest = []
     monkeypatch.setattr(
-        proposals, "_compute_file", lambda task: (rest.append(task[0]), real(task))[1]
+        proposal_cache, "_compute_file", lambda task: (rest.append(task[0]), real(task))[1]
     )
-    resumed = proposals.load_proposals(ds, cfg, progress=False)
+    resumed = proposal_cache.load_proposals(ds, cfg, progress=False)
     assert rest == [2, 3, 4]  # only the missing images
-    fresh = proposals.load_proposals(
+    fresh = proposal_cache.load_proposals(
         ds, cfg.replace(cache_dir=cfg.cache_dir + "-fresh"), progress=False
     )
     assert all(torch.equal(a, b) for a, b in zip(resumed, fresh, strict=True))
@@ -262,16 +263,16 @@ def test_an_interrupted_run_resumes_where_it_stopped(tree, cfg, monkeypatch):
 
 def test_a_corrupt_part_or_cache_file_is_recomputed(tree, cfg, calls):
     ds = VOCDataset(tree, "2007", "trainval")
-    folder = proposals.proposal_cache_dir(ds, cfg)
+    folder = proposal_cache.proposal_cache_dir(ds, cfg)
     (folder / "parts").mkdir(parents=True)
     (folder / "parts" / f"{ds.ids[1]}.npy").write_bytes(b"not numpy")
     with pytest.warns(RuntimeWarning, match=rf"{ds.ids[1]}\.npy is unreadable"):
-        first = proposals.load_proposals(ds, cfg, progress=False)
+        first = proposal_cache.load_proposals(ds, cfg, progress=False)
     assert sorted(calls) == list(range(len(ds)))
     (folder / "proposals.pt").write_bytes(b"truncated")
     calls.clear()
     with pytest.warns(RuntimeWarning, match=r"proposals\.pt is unreadable"):
-        again = proposals.load_proposals(ds, cfg, progress=False)
+        again = proposal_cache.load_proposals(ds, cfg, progress=False)
     assert sorted(calls) == list(range(len(ds)))
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
 
@@ -280,26 +281,26 @@ def test_a_corrupt_part_or_cache_file_is_recomputed(tree, cfg, calls):
 def test_an_empty_or_truncated_cache_file_is_recomputed_with_a_warning(tree, cfg, calls, content):
     """A 0-byte proposals.pt (a disk that filled up) used to crash the error wrapper itself."""
     ds = VOCDataset(tree, "2007", "trainval")
-    first = proposals.load_proposals(ds, cfg, progress=False)
-    final = proposals.proposal_cache_dir(ds, cfg) / "proposals.pt"
+    first = proposal_cache.load_proposals(ds, cfg, progress=False)
+    final = proposal_cache.proposal_cache_dir(ds, cfg) / "proposals.pt"
     final.write_bytes(content)
     calls.clear()
     with pytest.warns(RuntimeWarning, match=r"proposal cache file .*proposals\.pt is unreadable"):
-        again = proposals.load_proposals(ds, cfg, progress=False)
+        again = proposal_cache.load_proposals(ds, cfg, progress=False)
     assert sorted(calls) == list(range(len(ds)))
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     calls.clear()
-    proposals.load_proposals(ds, cfg, progress=False)  # rewritten: a plain cache hit again
+    proposal_cache.load_proposals(ds, cfg, progress=False)  # rewritten: a plain cache hit again
     assert calls == []
 
 
 def test_an_empty_part_file_is_recomputed_with_a_warning(tree, cfg, calls):
     ds = VOCDataset(tree, "2007", "trainval")
-    parts = proposals.proposal_cache_dir(ds, cfg) / "parts"
+    parts = proposal_cache.proposal_cache_dir(ds, cfg) / "parts"
     parts.mkdir(parents=True)
     (parts / f"{ds.ids[2]}.npy").write_bytes(b"")
     with pytest.warns(RuntimeWarning, match=rf"{ds.ids[2]}\.npy is unreadable"):
-        proposals.load_proposals(ds, cfg, progress=False)
+        proposal_cache.load_proposals(ds, cfg, progress=False)
     assert sorted(calls) == list(range(len(ds)))
 
 
@@ -314,14 +315,14 @@ def test_a_truncated_jpeg_names_the_image(tree, cfg):
     with pytest.raises(
         ValueError, match=r"Cannot decode image .*000004\.jpg \(image file is truncated"
     ):
-        proposals.load_proposals(ds, cfg, progress=False)
+        proposal_cache.load_proposals(ds, cfg, progress=False)
 
 
 def test_a_truncated_jpeg_names_the_image_from_a_worker_process(tree, cfg):
     ds = VOCDataset(tree, "2007", "trainval")
     _truncate_jpeg(ds.image_path(1))
     with pytest.raises(ValueError, match=r"Cannot decode image .*000002\.jpg"):
-        proposals.load_proposals(ds, cfg, progress=False, num_workers=2)
+        proposal_cache.load_proposals(ds, cfg, progress=False, num_workers=2)
 
 
 def test_command_line_user_error_is_one_line(tree, tmp_path, monkeypatch, capsys):
@@ -330,32 +331,32 @@ def test_command_line_user_error_is_one_line(tree, tmp_path, monkeypatch, capsys
     monkeypatch.setenv("FASTRCNN_HOME", str(tmp_path))
     _truncate_jpeg(tree / "VOCdevkit" / "VOC2007" / "JPEGImages" / "000001.jpg")
     argv = ["--profile", "full", "--data-root", str(tree), "--split", "trainval", "--workers", "0"]
-    assert call(proposals.main, argv, prog="proposals") == 2
+    assert call(proposals_cli.main, argv, prog="proposals") == 2
     err = [line for line in capsys.readouterr().err.splitlines() if "proposals: " in line]
     assert len(err) == 1 and err[0].startswith("proposals: error: Cannot decode image ")
     assert "000001.jpg (image file is truncated" in err[0]
     argv[3] = str(tmp_path / "nowhere")
-    assert call(proposals.main, argv, prog="proposals") == 2
+    assert call(proposals_cli.main, argv, prog="proposals") == 2
     assert "No VOCdevkit tree at" in capsys.readouterr().err
 
 
 def test_the_key_covers_scale_and_opencv_version(tree, cfg, monkeypatch):
     ds = VOCDataset(tree, "2007", "trainval")
-    plain = proposals.proposal_cache_dir(ds, cfg)
+    plain = proposal_cache.proposal_cache_dir(ds, cfg)
     assert plain.name.startswith("voc-2007-trainval-fast-")
-    assert proposals.proposal_cache_dir(ds, cfg, scale=2.0).name.startswith(
+    assert proposal_cache.proposal_cache_dir(ds, cfg, scale=2.0).name.startswith(
         "voc-2007-trainval-fast-x2-"
     )
-    monkeypatch.setattr(proposals.cv2, "__version__", "0.0.1")
-    assert proposals.proposal_cache_dir(ds, cfg) != plain
+    monkeypatch.setattr(proposal_cache.cv2, "__version__", "0.0.1")
+    assert proposal_cache.proposal_cache_dir(ds, cfg) != plain
 
 
 def test_worker_processes_give_the_same_proposals(tree, cfg):
     # OpenCV's thread pool is busy in this process first: a plain fork() of it could hang
     proposals.cv2.GaussianBlur(np.zeros((800, 800, 3), np.uint8), (31, 31), 5)
     ds = VOCDataset(tree, "2007", "trainval")
-    serial = proposals.load_proposals(ds, cfg, progress=False)
-    pooled = proposals.load_proposals(
+    serial = proposal_cache.load_proposals(ds, cfg, progress=False)
+    pooled = proposal_cache.load_proposals(
         ds, cfg.replace(cache_dir=cfg.cache_dir + "-pool"), progress=False, num_workers=2
     )
     assert all(torch.equal(a, b) for a, b in zip(serial, pooled, strict=True))
@@ -364,8 +365,8 @@ def test_worker_processes_give_the_same_proposals(tree, cfg):
 def test_an_image_without_proposals_round_trips_through_the_cache(tmp_path, cfg):
     root = write_voc_tree(tmp_path / "tiny", {"000001": ((1, 1), []), "000002": ((20, 24), [])})
     ds = VOCDataset(root, "2007", "trainval")
-    out = proposals.load_proposals(ds, cfg, progress=False)
-    again = proposals.load_proposals(ds, cfg, progress=False)
+    out = proposal_cache.load_proposals(ds, cfg, progress=False)
+    again = proposal_cache.load_proposals(ds, cfg, progress=False)
     for result in (out, again):
         assert result[0].shape == (0, 4) and result[0].dtype == torch.float32 and len(result[1]) > 0
 
@@ -373,20 +374,20 @@ def test_an_image_without_proposals_round_trips_through_the_cache(tmp_path, cfg)
 def test_load_proposals_errors_teach(tree, cfg):
     ds = VOCDataset(tree, "2007", "trainval")
     with pytest.raises(TypeError, match="VOCDataset"):
-        proposals.load_proposals([np.zeros((4, 4, 3))], cfg)
+        proposal_cache.load_proposals([np.zeros((4, 4, 3))], cfg)
     with pytest.raises(TypeError, match="Config"):
-        proposals.load_proposals(ds, {"cache_dir": "x"})
+        proposal_cache.load_proposals(ds, {"cache_dir": "x"})
     with pytest.raises(ValueError, match="mode must be one of"):
-        proposals.load_proposals(ds, cfg, mode="best")
+        proposal_cache.load_proposals(ds, cfg, mode="best")
     ds.image_path(0).unlink()
     with pytest.raises(FileNotFoundError, match="Image file not found"):
-        proposals.load_proposals(ds, cfg)
+        proposal_cache.load_proposals(ds, cfg)
 
 
 def test_command_line(tree, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FASTRCNN_HOME", str(tmp_path))  # the cache goes to tmp_path/data/cache
     assert (
-        proposals.main(
+        proposals_cli.main(
             ["--profile", "full", "--data-root", str(tree), "--split", "trainval", "--workers", "0"]
         )
         == 0
@@ -461,10 +462,10 @@ def test_recall_errors_and_plot():
         table.at(5, 0.5)
     with pytest.raises(ValueError, match="not in this table"):
         table.at(1, 0.42)
-    left, right = proposals.plot_recall(table, label="fast")
+    left, right = plot_recall(table, label="fast")
     assert len(left.lines) == 2 and len(right.lines) == 2
     assert right.lines[0].get_label() == "fast: IoU 0.5"
-    left, right = proposals.plot_recall(table, top_n=(10,), ious=(0.5,), linestyle="--")
+    left, right = plot_recall(table, top_n=(10,), ious=(0.5,), linestyle="--")
     assert [line.get_label() for line in left.lines] == ["top 10"] and len(right.lines) == 1
     assert right.lines[0].get_linestyle() == "--"
     plt.close("all")
