@@ -34,24 +34,19 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
-import json
 import os
-import posixpath
 import re
-import tarfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from .checkpoint import atomic_write
 from .cli import UserError
-from .config import Config, resolve_path
 from .progress import tqdm
 from .voc import voc_dir
+from .voc_archive import extract_archive, extraction_marker
 
 __all__ = [
     "archive_for",
@@ -62,7 +57,6 @@ __all__ = [
     "extract_archive",
     "fetch_and_extract",
     "download_voc",
-    "main",
 ]
 
 # Which torchvision DATASET_YEAR_DICT entry holds each split.
@@ -100,14 +94,6 @@ def archive_for(year: str, image_set: str) -> dict:
             f"{sorted(_ARCHIVE_KEYS)}.{hint}"
         )
     return DATASET_YEAR_DICT[key]
-
-
-def extraction_marker(root: str | Path, archive_name: str) -> Path:
-    """``<root>/VOCdevkit/.extracted-<archive_name>``: written only after a complete extraction.
-
-    No notebook: :func:`extract_archive` writes it, :func:`split_present` checks it.
-    """
-    return Path(root) / "VOCdevkit" / f".extracted-{archive_name}"
 
 
 def split_present(root: str | Path, year: str, image_set: str) -> bool:
@@ -286,88 +272,6 @@ def _fetch_into(url, part: Path, urlopen, timeout, progress, name, log) -> bool:
     return False
 
 
-def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
-    """Reject a tar member that could write outside the extraction folder."""
-    name = PurePosixPath(member.name)
-    bad = None
-    if (
-        name.is_absolute()
-        or member.name.startswith(("/", "\\"))
-        or re.match(r"^[A-Za-z]:", member.name)
-    ):
-        bad = "an absolute path"
-    elif ".." in name.parts:
-        bad = "a '..' component"
-    elif member.issym() or member.islnk():
-        target = PurePosixPath(member.linkname)
-        base = name.parent if member.issym() else PurePosixPath()
-        resolved = posixpath.normpath(str(base / target))
-        if target.is_absolute() or resolved == ".." or resolved.startswith("../"):
-            bad = f"a link to {member.linkname!r} outside the archive folder"
-    elif not (member.isfile() or member.isdir()):
-        bad = "a device or special file"
-    if bad:
-        raise UserError(
-            f"Unsafe member {member.name!r} in {archive}: {bad}. Nothing was extracted; the archive "
-            "is not a genuine VOC tar (delete it and download again)."
-        )
-
-
-def extract_archive(archive: str | Path, root: str | Path) -> Path:
-    """Extract a tar archive into ``root`` after checking every member; returns ``root``.
-
-    No notebook: :func:`fetch_and_extract` (and so :func:`download_voc`) calls it.
-
-    The completion marker (:func:`extraction_marker`) is removed before anything is written
-    and written last, once every regular file on disk has the size the archive gives it.
-
-    Raises:
-        ValueError: a member with an absolute path, ``..``, a link leaving ``root`` or a device
-            file (checked before anything is written), a file that is not a tar archive, or an
-            extracted file whose size differs from the archive's (a full disk).
-    """
-    archive, root = Path(archive), Path(root)
-    try:
-        tar = tarfile.open(archive)
-    except tarfile.TarError as e:
-        raise UserError(
-            f"{archive} is not a readable tar archive ({e}); delete it and download again."
-        ) from e
-    marker = extraction_marker(root, archive.name)
-    with tar:
-        try:
-            members = tar.getmembers()
-        except (tarfile.TarError, EOFError) as e:
-            raise UserError(
-                f"{archive} is not a readable tar archive ({e}); delete it and download again."
-            ) from e
-        for member in members:
-            _check_member(member, archive)
-        root.mkdir(parents=True, exist_ok=True)
-        marker.unlink(missing_ok=True)  # from now on the tree is not complete
-        if not hasattr(tarfile, "data_filter"):  # Python < 3.10.12 / 3.11.4: members checked above
-            tar.extractall(root, members=members)
-        else:
-            try:
-                tar.extractall(root, members=members, filter="data")  # a second line of defence
-            except tarfile.FilterError as e:
-                raise UserError(f"Unsafe member in {archive}: {e}. Extraction stopped.") from e
-    files = [m for m in members if m.isfile()]
-    for member in files:
-        path = root / member.name
-        size = path.stat().st_size if path.is_file() else None
-        if size != member.size:
-            raise UserError(
-                f"{path} has {size if size is not None else 'no'} bytes after extracting {archive}, "
-                f"but the archive holds {member.size:,}. Is the disk full? Free space and run "
-                "the command again (it extracts again)."
-            )
-    record = {"archive": archive.name, "files": len(files), "bytes": sum(m.size for m in files)}
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(marker, lambda f: f.write((json.dumps(record) + "\n").encode()))
-    return root
-
-
 def fetch_and_extract(
     url: str,
     filename: str,
@@ -474,43 +378,8 @@ def download_voc(
     return voc_dir(root, year)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m fastrcnn_lite.download``: get PASCAL VOC 2007 or 2012.
-
-    No notebook: the command ``make voc`` runs (notebook 00 shows it; notebook 08 calls
-    :func:`download_voc` itself).
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m fastrcnn_lite.download",
-        description="Download PASCAL VOC (md5-checked, resumable) into <root>/VOCdevkit/VOC<year>.",
-    )
-    parser.add_argument(
-        "--root",
-        help=f"folder for VOCdevkit/ and downloads/ (default: {Config().data_root} in the project folder)",
-    )
-    parser.add_argument("--year", choices=sorted(DEFAULT_IMAGE_SETS), default="2007")
-    parser.add_argument(
-        "--image-sets", nargs="+", help="default: trainval test (2007), trainval (2012)"
-    )
-    parser.add_argument(
-        "--delete-archives", action="store_true", help="delete the .tar files after extraction"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    root = Path(args.root) if args.root else resolve_path(Config().data_root)
-    folder = download_voc(
-        root,
-        args.year,
-        args.image_sets,
-        progress=not args.no_progress,
-        keep_archives=not args.delete_archives,
-    )
-    print(f"PASCAL VOC {args.year} is in {folder.resolve()}")
-    print(f"Load it with VOCDataset({str(root)!r}, year={args.year!r}, image_set='trainval').")
-    return 0
-
-
 if __name__ == "__main__":
     from fastrcnn_lite.cli import run
+    from fastrcnn_lite.download_cli import main
 
     run(main)

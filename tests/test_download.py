@@ -14,7 +14,7 @@ import urllib.error
 
 import pytest
 
-from fastrcnn_lite import download
+from fastrcnn_lite import download, download_cli
 from fastrcnn_lite.download import (
     archive_for,
     download_file,
@@ -403,7 +403,7 @@ def test_command_line_with_file_urls(tmp_path, monkeypatch, capsys):
     )
     root = tmp_path / "voc"
     assert (
-        download.main(
+        download_cli.main(
             ["--root", str(root), "--year", "2007", "--image-sets", "trainval", "--no-progress"]
         )
         == 0

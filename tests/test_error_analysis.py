@@ -12,11 +12,9 @@ import torch
 from fastrcnn_lite.embedded import CLASSES as EMBEDDED_CLASSES
 from fastrcnn_lite.error_analysis import (
     CATEGORIES,
-    ap_by_size,
     classify_detections,
     false_positive_breakdown,
     similar_classes,
-    size_edges,
     top_false_positive,
 )
 from fastrcnn_lite.evaluate import evaluate_detections
@@ -28,6 +26,7 @@ from fastrcnn_lite.experiments.error_report import (
     plot_ap_by_size,
     plot_error_breakdown,
 )
+from fastrcnn_lite.size_analysis import ap_by_size, size_edges
 from fastrcnn_lite.voc import VOC_CLASSES
 
 from .helpers import det, tgt

@@ -98,7 +98,7 @@ def format_ap_by_size(results: Mapping[str, dict]) -> str:
     Notebook 07 prints it for the four systems.
 
     Args:
-        results: {system name: ``error_analysis.ap_by_size`` result}, all with the same
+        results: {system name: ``size_analysis.ap_by_size`` result}, all with the same
             bins.
     """
     first = next(iter(results.values()))
@@ -167,7 +167,7 @@ def plot_ap_by_size(results: Mapping[str, dict], ax=None):
     Notebook 07 draws it next to :func:`plot_error_breakdown`.
 
     Args:
-        results: {system name: ``error_analysis.ap_by_size`` result}, all with the same
+        results: {system name: ``size_analysis.ap_by_size`` result}, all with the same
             bins.
         ax: a matplotlib Axes (default: a new figure).
 
