@@ -52,7 +52,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Normalize(nn.Module):
-    """Subtract the mean and divide by the std per channel: images in [0, 1] go straight in."""
+    """Subtract the mean and divide by the std per channel: images in [0, 1] go straight in.
+
+    No notebook: the first layer of every backbone's ``body``.
+    """
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
@@ -67,10 +70,12 @@ class Normalize(nn.Module):
 class Backbone:
     """The parts of a classification network that a region-based detector reuses.
 
+    Notebook 04 builds one (:func:`small_backbone`); every system's notebook uses one.
+
     Attributes:
         name: "small", "alexnet" or "vgg16".
         body (nn.Module): images Tensor[N, 3, H, W] in [0, 1] -> Tensor[N, C, ~H/stride, ~W/stride].
-        fc (nn.Module): fc6 and fc7 with their ReLUs (and dropout): Tensor[K, C*h*w] -> Tensor[K, fc_dim].
+        fc (nn.Module): fc6 and fc7 with their ReLUs (and dropout): Tensor[R, C*h*w] -> Tensor[R, fc_dim].
         out_channels: C.
         stride: image pixels per feature cell (spatial_scale = 1 / stride): 16 for VGG16 conv5_3.
         pool_size: (h, w) the fc6 layer expects: 7x7 for VGG16, 6x6 for AlexNet.
@@ -104,6 +109,8 @@ def small_backbone(
 ) -> Backbone:
     """A small VGG-style network for the embedded dataset (random init, trained from scratch).
 
+    Notebook 04 runs RoI pooling on its feature map.
+
     body: 4 blocks of conv3x3 + BatchNorm + ReLU, max-pool after the first three -> stride 8;
     channels ``width, 2 width, 4 width, 4 width``. fc: fc6 (C*h*w -> fc_dim), fc7 (fc_dim -> fc_dim).
     """
@@ -134,6 +141,8 @@ def small_backbone(
 def alexnet_backbone(weights: str | Path | None = None) -> Backbone:
     """torchvision's AlexNet (CaffeNet's counterpart, the paper's model "S").
 
+    No notebook: :func:`new_backbone` builds it for ``cfg.backbone = "alexnet"``.
+
     Args:
         weights: None (random init), a torchvision weights name such as ``"IMAGENET1K_V1"``
             (downloads on first use), or the path of a local state-dict file (offline machines).
@@ -156,6 +165,8 @@ def alexnet_backbone(weights: str | Path | None = None) -> Backbone:
 
 def vgg16_backbone(weights: str | Path | None = None) -> Backbone:
     """torchvision's VGG16 (the paper's model "L"): conv5_3 at stride 16, RoI pool 7x7.
+
+    Notebook 07 counts its multiply-adds.
 
     Args:
         weights: None, a torchvision weights name (``"IMAGENET1K_V1"``), or a local state-dict path.
@@ -183,6 +194,9 @@ def vgg16_backbone(weights: str | Path | None = None) -> Backbone:
 
 def freeze_below(backbone: Backbone, trainable_from: str) -> int:
     """Freeze every ``body`` layer before the layer named ``trainable_from``.
+
+    No notebook: Fast R-CNN's and SPPnet's builders freeze with it (notebook 05 explains
+    SPPnet's frozen conv layers).
 
     The paper trains VGG16 from conv3_1 up (section 4.5). SPPnet freezes the whole body: pass
     ``"fc6"``. BatchNorm layers in a frozen part are also put in eval mode by the caller's
@@ -217,9 +231,11 @@ def new_backbone(
 ) -> Backbone:
     """The backbone ``name`` (``cfg.backbone``) names: random weights unless ``weights`` is given.
 
+    No notebook: every system builds its network with it.
+
     The one backbone-by-name factory (Fast R-CNN's random start, the pre-trained network, a
-    cached R-CNN / SPPnet rebuilt before its state is loaded, the detector benchmark). Taught in
-    ``notebooks/06_fast_rcnn.ipynb``. Weights are drawn from torch's global RNG: seed it first.
+    cached R-CNN / SPPnet rebuilt before its state is loaded, the detector benchmark). Weights
+    are drawn from torch's global RNG: seed it first.
 
     Args:
         name: "small", "alexnet" or "vgg16".
@@ -245,7 +261,10 @@ def new_backbone(
 
 def backbone_size(backbone: Backbone) -> dict:
     """``{"width": ..., "fc_dim": ...}`` of a small backbone, ``{}`` for the others: the keyword
-    arguments that make :func:`new_backbone` rebuild it (saved beside a cached model's weights)."""
+    arguments that make :func:`new_backbone` rebuild it (saved beside a cached model's weights).
+
+    No notebook: cached R-CNN and SPPnet models save it beside their weights.
+    """
     if backbone.name != "small":
         return {}
     return {"width": backbone.out_channels // 4, "fc_dim": backbone.fc_dim}
@@ -253,7 +272,10 @@ def backbone_size(backbone: Backbone) -> dict:
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """The number of parameters (numbers) in ``module``; only those with ``requires_grad`` if
-    ``trainable_only``. Taught in ``notebooks/06_fast_rcnn.ipynb`` (truncated SVD's saving)."""
+    ``trainable_only``.
+
+    Notebook 06 counts truncated SVD's saving with it.
+    """
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -267,11 +289,13 @@ def build_sgd(
     """SGD with the paper's parameter groups: weights decayed at lr, biases at ``bias_lr_factor``
     x lr without decay, BatchNorm scales at lr without decay (like biases for decay).
 
+    No notebook: every training loop (pre-training, R-CNN, SPPnet, Fast R-CNN) builds its
+    optimiser with it.
+
     The Caffe prototxts of the paper give every layer's weights ``lr_mult: 1, decay_mult: 1`` and
     its biases ``lr_mult: 2, decay_mult: 0`` (``bias_lr_factor=2``); Caffe's networks had no
     BatchNorm, so the small backbone's scales get the base lr and, as the biases, no decay.
-    Frozen parameters (``requires_grad=False``) are left out. Taught in
-    ``notebooks/06_fast_rcnn.ipynb``.
+    Frozen parameters (``requires_grad=False``) are left out.
 
     Returns:
         SGD with up to three groups, ``name`` "weights", "biases", "norm", each with its

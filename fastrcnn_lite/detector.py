@@ -41,7 +41,8 @@ import torch
 from torch import Tensor
 
 from .config import Config
-from .fast_rcnn import FastRCNN, resolve_device
+from .fast_rcnn import FastRCNN
+from .fast_rcnn_run import resolve_device
 from .rcnn import load_or_train_rcnn
 from .sppnet import load_or_train_sppnet
 from .svd import count_parameters, truncated_svd
@@ -57,7 +58,10 @@ INFO_KEYS = ("from_cache", "train_seconds", "train_stages", "cache_bytes", "para
 
 @runtime_checkable
 class Detector(Protocol):
-    """What R-CNN, SPPnet, Fast R-CNN and Fast R-CNN + SVD all offer (see the module docstring)."""
+    """What R-CNN, SPPnet, Fast R-CNN and Fast R-CNN + SVD all offer (see the module docstring).
+
+    Notebook 07 compares the four detectors through it (``fastrcnn_lite.experiments.compare``).
+    """
 
     name: str
     info: dict
@@ -73,7 +77,10 @@ def fast_rcnn_info(model: FastRCNN, info: dict) -> dict:
     """The contract's ``info`` of a Fast R-CNN from ``load_or_train_fast_rcnn``'s info: its keys
     (``train_seconds``, ``from_cache``, ``iterations``, ``history``...) plus ``train_stages``
     ({"sgd_seconds": its one training stage}), ``cache_bytes`` (0: no feature cache) and
-    ``parameters``."""
+    ``parameters``.
+
+    No notebook: :func:`load_or_train` fills a Fast R-CNN's ``info`` with it.
+    """
     seconds = float(info["train_seconds"])
     return dict(info, from_cache=bool(info.get("from_cache")), train_seconds=seconds,
                 train_stages={"sgd_seconds": seconds}, cache_bytes=0,
@@ -82,7 +89,10 @@ def fast_rcnn_info(model: FastRCNN, info: dict) -> dict:
 
 def with_svd(fast: FastRCNN, cfg: Config) -> FastRCNN:
     """Fast R-CNN + SVD (section 3.1): a copy of ``fast`` with fc6 and fc7 compressed to ranks
-    ``cfg.svd_rank_fc6`` / ``cfg.svd_rank_fc7``; its train time is Fast R-CNN's plus the SVD's."""
+    ``cfg.svd_rank_fc6`` / ``cfg.svd_rank_fc7``; its train time is Fast R-CNN's plus the SVD's.
+
+    Notebook 07 gets its Fast R-CNN + SVD from it (through :func:`load_or_train`).
+    """
     start = time.perf_counter()
     compressed = truncated_svd(fast, cfg.svd_rank_fc6, cfg.svd_rank_fc7)
     svd_seconds = time.perf_counter() - start
@@ -105,6 +115,8 @@ def load_or_train(
     """The trained detector ``system`` for ``cfg``, data and proposals: from the model cache, or
     trained then cached; on ``device`` (default ``cfg.device``, "auto" = cuda when available), in
     eval mode, with the contract's ``info`` (:data:`INFO_KEYS`).
+
+    Notebook 07 builds its detectors with it (through ``fastrcnn_lite.experiments.compare``).
 
     Args:
         system: one of :data:`SYSTEMS`.

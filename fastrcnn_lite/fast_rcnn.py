@@ -4,10 +4,10 @@ Data-flow stage: **backbone feature map -> region features (RoI pool) -> heads -
 detections**. Implements paper sections 2 and 3 (Fig. 1)::
 
     images Tensor[N, 3, H, W] --body--> features Tensor[N, C, H/s, W/s]
-    proposals (per image) --boxes_to_rois--> rois Tensor[K, 5]
-    (features, rois) --RoIPool(h x w, 1/s)--> pooled Tensor[K, C, h, w]
-    pooled --fc6, fc7--> Tensor[K, fc_dim] --cls_score--> class_logits Tensor[K, num_classes + 1]
-                                           --bbox_pred--> box_deltas  Tensor[K, 4 * num_classes]
+    proposals (per image) --boxes_to_rois--> rois Tensor[R, 5]    (R: the RoIs of all N images)
+    (features, rois) --RoIPool(h x w, 1/s)--> pooled Tensor[R, C, h, w]
+    pooled --fc6, fc7--> Tensor[R, fc_dim] --cls_score--> class_logits Tensor[R, K + 1]
+                                           --bbox_pred--> box_deltas  Tensor[R, 4K]
 
 Training (``model.train()``): ``forward(images, proposals, targets)`` samples RoIs (section
 2.3, :mod:`fastrcnn_lite.sampling`) and returns the multi-task loss
@@ -15,7 +15,8 @@ Training (``model.train()``): ``forward(images, proposals, targets)`` samples Ro
 returns detections: softmax scores, per-class box decoding, clipping, per-class NMS at 0.3, a
 score threshold and a per-image cap (section 3).
 
-The network is composed from the parts passed in (``FastRCNN(body, roi_pool, head)``);
+The network is composed from the parts passed in (``FastRCNN(body, roi_pool, head)``; the head
+is ``fastrcnn_lite.fast_rcnn_head``, the checks of the inputs ``fastrcnn_lite.fast_rcnn_inputs``);
 :func:`build_fast_rcnn` wires them from a :class:`~fastrcnn_lite.config.Config` and a
 :class:`~fastrcnn_lite.backbones.Backbone`, applying the paper's three transformations of a
 pre-trained network (section 2.2): pool5 -> RoI pooling, fc8 -> the two sibling layers,
@@ -23,7 +24,9 @@ inputs -> (images, RoIs).
 
 Scale invariance (section 5.2) at test time: :meth:`FastRCNN.detect_image` with several scales
 builds an image pyramid and pools each RoI at the scale where its area is closest to
-``target_area`` (224 x 224 pixels in the paper). :func:`detect` runs it over a dataset and times it.
+``target_area`` (224 x 224 pixels in the paper). ``fastrcnn_lite.fast_rcnn_run.detect`` runs it
+over a dataset and times it (it, ``resolve_device``, ``max_size_for`` and ``OOM_HINT`` live there
+and are importable from here too).
 
 A :class:`FastRCNN` is a detector of the contract in ``fastrcnn_lite.detector`` (``name``,
 ``info``, ``.to(device)``, ``detect_image(image, proposals)`` at its own test scales,
@@ -31,8 +34,6 @@ A :class:`FastRCNN` is a detector of the contract in ``fastrcnn_lite.detector`` 
 """
 
 from __future__ import annotations
-
-import time
 
 import torch
 import torch.nn.functional as F
@@ -42,91 +43,38 @@ from .backbones import Backbone, freeze_below, new_backbone
 from .boxes import boxes_to_rois, check_boxes, decode_boxes
 from .config import Config
 from .detect import postprocess_detections
+from .fast_rcnn_head import FastRCNNHead
+from .fast_rcnn_inputs import check_inputs
+from .fast_rcnn_run import OOM_HINT, detect, max_size_for, resolve_device
 from .losses import fast_rcnn_loss
-from .progress import tqdm
 from .roi_pool import RoIPool
 from .sampling import sample_rois
-from .transforms import batch_images, pyramid_levels, resize, scale_factor
+from .transforms import pyramid_levels, resize, scale_factor
 
 __all__ = [
-    "FastRCNNHead",
     "FastRCNN",
     "build_fast_rcnn",
-    "pyramid_levels",
-    "detect",
+    # Importable from here too (notebooks 06 and 08, training and the tests import them so):
+    "FastRCNNHead",  # fast_rcnn_head.py
+    "pyramid_levels",  # transforms.py
+    "detect",  # fast_rcnn_run.py, with max_size_for, resolve_device and OOM_HINT
     "max_size_for",
     "resolve_device",
     "OOM_HINT",
 ]
 
-OOM_HINT = (
-    "CUDA ran out of memory {where}. Lower the settings that size the work: the image scales "
-    "(cfg.scales / cfg.test_scales and cfg.max_size; cfg.multiscale_max_size for a pyramid), "
-    "cfg.batch_size_per_image (RoIs per image), cfg.proposals_per_image, or cfg.images_per_batch; "
-    "or free memory held by other processes on the GPU."
-)
-
-
-def resolve_device(cfg: Config) -> torch.device:
-    """``cfg.device``, with ``"auto"`` meaning cuda when available, else cpu."""
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
-
-
-def max_size_for(cfg: Config, scales: tuple[int, ...]) -> int:
-    """The longer-side cap for these scales: ``cfg.max_size`` for one, ``cfg.multiscale_max_size`` for a pyramid."""
-    return cfg.max_size if len(scales) == 1 else cfg.multiscale_max_size
-
-
-class FastRCNNHead(nn.Module):
-    """fc6, fc7 and the two sibling layers: ``cls_score`` (num_classes + 1) and ``bbox_pred`` (4 num_classes).
-
-    Args:
-        fc (nn.Module): fc6 and fc7 with their ReLUs (``Backbone.fc``): Tensor[K, C*h*w] -> Tensor[K, fc_dim].
-        fc_dim: fc7's output width (4096 for VGG16).
-        num_classes: K foreground classes (background is class 0 of ``cls_score``).
-        cls_init_std, bbox_init_std: the new layers start from N(0, 0.01) and N(0, 0.001)
-            weights and zero biases (section 2.2).
-    """
-
-    def __init__(
-        self,
-        fc: nn.Module,
-        fc_dim: int,
-        num_classes: int,
-        cls_init_std: float = 0.01,
-        bbox_init_std: float = 0.001,
-    ):
-        super().__init__()
-        if num_classes < 1:
-            raise ValueError(
-                f"num_classes must be >= 1 (foreground classes, background excluded); got {num_classes}."
-            )
-        self.num_classes = num_classes
-        self.fc = fc
-        self.cls_score = nn.Linear(fc_dim, num_classes + 1)
-        self.bbox_pred = nn.Linear(fc_dim, 4 * num_classes)
-        nn.init.normal_(self.cls_score.weight, std=cls_init_std)
-        nn.init.normal_(self.bbox_pred.weight, std=bbox_init_std)
-        nn.init.zeros_(self.cls_score.bias)
-        nn.init.zeros_(self.bbox_pred.bias)
-
-    def forward(self, pooled: Tensor) -> tuple[Tensor, Tensor]:
-        """pooled (Tensor[K, C, h, w]) -> (class_logits Tensor[K, num_classes + 1], box_deltas Tensor[K, 4 num_classes])."""
-        x = self.fc(pooled.flatten(1))  # (K, C*h*w) -> (K, fc_dim)
-        return self.cls_score(x), self.bbox_pred(x)
-
 
 class FastRCNN(nn.Module):
     """The Fast R-CNN detector, composed from a backbone body, an RoI pooling layer and a head.
 
+    Notebook 06 builds, trains and tests it (notebooks 07 and 08 compare and train it on VOC).
+
     Args:
         body (nn.Module): images Tensor[N, 3, H, W] in [0, 1] -> features Tensor[N, C, H', W'].
-        roi_pool (nn.Module): ``(features, rois Tensor[K, 5]) -> Tensor[K, C, h, w]``; its
+        roi_pool (nn.Module): ``(features, rois Tensor[R, 5]) -> Tensor[R, C, h, w]``; its
             ``spatial_scale`` must be 1 / the body's stride (1/16 for VGG16 conv5_3).
         head (FastRCNNHead): fc6, fc7, cls_score, bbox_pred.
-        box_means, box_stds (Tensor[num_classes, 4]): statistics of the training set's regression
+        box_means, box_stds (Tensor[K, 4]): statistics of the training set's regression
             targets (:func:`~fastrcnn_lite.sampling.regression_target_stats`); training
             normalises the targets with them, detection un-normalises the predicted deltas.
             Stored as buffers, so they travel with the state dict. Default 0 and 1 (no normalisation).
@@ -147,7 +95,7 @@ class FastRCNN(nn.Module):
             Tensor[N, 3, H, W].
         proposals: list of N Tensor[P_i, 4], (x1, y1, x2, y2) in the pixels of ``images``.
         targets: training only; list of N dicts with ``boxes`` (Tensor[G_i, 4], same pixels)
-            and ``labels`` (Tensor[G_i] int64 in 1..num_classes).
+            and ``labels`` (Tensor[G_i] int64 in 1..K, K = ``num_classes``).
 
     Returns:
         training: dict with ``loss_cls``, ``loss_box`` and ``loss`` (their weighted sum).
@@ -178,9 +126,7 @@ class FastRCNN(nn.Module):
         target_area: float = 224 * 224,
     ):
         super().__init__()
-        self.body = body
-        self.roi_pool = roi_pool
-        self.head = head
+        self.body, self.roi_pool, self.head = body, roi_pool, head
         k = head.num_classes
         means = (
             torch.zeros(k, 4)
@@ -197,14 +143,12 @@ class FastRCNN(nn.Module):
             )
         self.register_buffer("box_means", means.clone())
         self.register_buffer("box_stds", stds.clone())
-        self.batch_size_per_image = batch_size_per_image
-        self.positive_fraction = positive_fraction
-        self.fg_iou_thresh = fg_iou_thresh
-        self.bg_iou_thresh_hi = bg_iou_thresh_hi
-        self.bg_iou_thresh_lo = bg_iou_thresh_lo
-        self.box_loss_weight = box_loss_weight
-        self.score_thresh = score_thresh
-        self.nms_thresh = nms_thresh
+        # RoI sampling and the loss (section 2.3)
+        self.batch_size_per_image, self.positive_fraction = batch_size_per_image, positive_fraction
+        self.fg_iou_thresh, self.bg_iou_thresh_hi = fg_iou_thresh, bg_iou_thresh_hi
+        self.bg_iou_thresh_lo, self.box_loss_weight = bg_iou_thresh_lo, box_loss_weight
+        # detection (section 3) and its default test scales (section 5.2)
+        self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.detections_per_img = detections_per_img
         self.test_scales, self.max_size = tuple(test_scales), max_size
         self.target_area = target_area
@@ -229,68 +173,6 @@ class FastRCNN(nn.Module):
                     m.eval()
         return self
 
-    # --- input checks -------------------------------------------------------------------------
-    def _check_inputs(self, images, proposals, targets) -> tuple[Tensor, list[tuple[int, int]]]:
-        if isinstance(images, Tensor):
-            if images.dim() != 4 or images.shape[1] != 3:
-                raise ValueError(
-                    f"images must be Tensor[N, 3, H, W] or a list of Tensor[3, H, W]; got shape {tuple(images.shape)}."
-                    + (" For one image use [image] or image[None]." if images.dim() == 3 else "")
-                )
-            batch, sizes = images, [tuple(images.shape[-2:])] * len(images)
-        else:
-            images = list(images)
-            for i, im in enumerate(images):
-                if not isinstance(im, Tensor) or im.dim() != 3 or im.shape[0] != 3:
-                    got = tuple(im.shape) if isinstance(im, Tensor) else type(im).__name__
-                    raise ValueError(f"images[{i}] must be Tensor[3, H, W] in [0, 1]; got {got}.")
-            batch, sizes = batch_images(images), [tuple(im.shape[-2:]) for im in images]
-        if isinstance(proposals, Tensor) or not isinstance(proposals, (list, tuple)):
-            got = (
-                f"a Tensor of shape {tuple(proposals.shape)}"
-                if isinstance(proposals, Tensor)
-                else type(proposals).__name__
-            )
-            raise TypeError(
-                f"proposals must be a list of N = {len(sizes)} per-image Tensor[P_i, 4]; got {got}. "
-                "For one image pass [proposals]; do not pass an RoI Tensor[K, 5] (the model makes it)."
-            )
-        if len(proposals) != len(sizes):
-            raise ValueError(
-                f"Got {len(sizes)} images but {len(proposals)} proposal tensors; pass one Tensor[P_i, 4] per image."
-            )
-        for i, p in enumerate(proposals):
-            check_boxes(p, f"proposals[{i}]")
-        if self.training:
-            if targets is None:
-                raise ValueError(
-                    "In training mode FastRCNN needs targets (a list of dicts with 'boxes' and 'labels' per "
-                    "image). For detections call model.eval() first."
-                )
-            if len(targets) != len(sizes):
-                raise ValueError(
-                    f"Got {len(sizes)} images but {len(targets)} targets; pass one dict per image."
-                )
-            for i, t in enumerate(targets):
-                if not isinstance(t, dict) or "boxes" not in t or "labels" not in t:
-                    raise ValueError(
-                        f"targets[{i}] must be a dict with 'boxes' (Tensor[G, 4]) and 'labels' (Tensor[G])."
-                    )
-                check_boxes(t["boxes"], f"targets[{i}]['boxes']")
-                labels = t["labels"]
-                if labels.shape != (len(t["boxes"]),):
-                    raise ValueError(
-                        f"targets[{i}]['labels'] must be Tensor[{len(t['boxes'])}]; got shape {tuple(labels.shape)}."
-                    )
-                bad = labels[(labels < 1) | (labels > self.num_classes)]
-                if len(bad):
-                    raise ValueError(
-                        f"targets[{i}]['labels'] must be in 1..{self.num_classes} (num_classes = {self.num_classes}; 0 is "
-                        f"background and is assigned by the sampler); got {bad.tolist()}. Does the model's "
-                        "num_classes match the dataset's classes?"
-                    )
-        return batch, sizes
-
     # --- shared parts -------------------------------------------------------------------------
     def class_outputs(
         self, features: Tensor, boxes_per_image: list[Tensor]
@@ -298,13 +180,13 @@ class FastRCNN(nn.Module):
         """RoI-pool each image's boxes from ``features`` (Tensor[N, C, H', W']) and run the head.
 
         Returns:
-            (class_logits Tensor[K, num_classes + 1], box_deltas Tensor[K, 4 num_classes]).
+            (class_logits Tensor[R, K + 1], box_deltas Tensor[R, 4K]), R = all images' boxes.
         """
-        pooled = self.pool(features, boxes_per_image)  # (K, C, h, w)
+        pooled = self.pool(features, boxes_per_image)  # (R, C, h, w)
         return self.head(pooled)
 
     def pool(self, features: Tensor, boxes_per_image: list[Tensor]) -> Tensor:
-        """RoI-pool each image's boxes from ``features``: Tensor[K, C, h, w].
+        """RoI-pool each image's boxes from ``features``: Tensor[R, C, h, w].
 
         Under autocast (mixed precision, ``cfg.amp``) the body returns float16 features while the
         weights stay float32: pooling then runs in float32, as torchvision's ``roi_pool`` does
@@ -314,8 +196,8 @@ class FastRCNN(nn.Module):
         weight_dtype = self.head.cls_score.weight.dtype
         if features.dtype != weight_dtype and features.dtype in (torch.float16, torch.bfloat16):
             features = features.to(weight_dtype)
-        rois = boxes_to_rois(boxes_per_image).to(features)  # (K, 5)
-        return self.roi_pool(features, rois)  # (K, C, h, w)
+        rois = boxes_to_rois(boxes_per_image).to(features)  # (R, 5)
+        return self.roi_pool(features, rois)  # (R, C, h, w)
 
     def postprocess(
         self,
@@ -327,7 +209,7 @@ class FastRCNN(nn.Module):
         """Softmax, un-normalise and decode per-class boxes, clip, threshold, per-class NMS, cap.
 
         Args:
-            class_logits (Tensor[P, num_classes + 1]), box_deltas (Tensor[P, 4 num_classes]): head outputs
+            class_logits (Tensor[P, K + 1]), box_deltas (Tensor[P, 4K]): head outputs
                 for one image's ``proposals`` (Tensor[P, 4]).
             image_size: (height, width) of the image ``proposals`` are in, to clip to.
         """
@@ -349,7 +231,7 @@ class FastRCNN(nn.Module):
 
     # --- forward ------------------------------------------------------------------------------
     def forward(self, images, proposals: list[Tensor], targets: list[dict] | None = None):
-        batch, sizes = self._check_inputs(images, proposals, targets)
+        batch, sizes = check_inputs(images, proposals, targets, self.num_classes, self.training)
         features = self.body(batch)  # (N, C, H', W')
         if self.training:
             return self._losses(features, proposals, targets)
@@ -357,7 +239,7 @@ class FastRCNN(nn.Module):
         total = sum(len(p) for p in proposals)
         if total == 0:
             return [self._empty_detections(batch.device) for _ in proposals]
-        # (K, num_classes + 1), (K, 4 num_classes), K = all images' proposals
+        # (R, K + 1), (R, 4K), R = all images' proposals
         class_logits, box_deltas = self.class_outputs(features, list(proposals))
         counts = [len(p) for p in proposals]
         per_image = zip(
@@ -385,14 +267,14 @@ class FastRCNN(nn.Module):
             )
             for p, t in zip(proposals, targets, strict=True)
         ]
-        labels = torch.cat([s["labels"] for s in samples])  # (K,)
+        labels = torch.cat([s["labels"] for s in samples])  # (R,)
         if len(labels) == 0:
             zero = features.sum() * 0.0  # keeps the graph connected; no RoI, no gradient
             return {"loss_cls": zero, "loss_box": zero, "loss": zero}
-        regression_targets = torch.cat([s["regression_targets"] for s in samples])  # (K, 4)
+        regression_targets = torch.cat([s["regression_targets"] for s in samples])  # (R, 4)
         fg = labels > 0
-        means = self.box_means[(labels - 1).clamp(min=0)]  # (K, 4)
-        stds = self.box_stds[(labels - 1).clamp(min=0)]  # (K, 4)
+        means = self.box_means[(labels - 1).clamp(min=0)]  # (R, 4)
+        stds = self.box_stds[(labels - 1).clamp(min=0)]  # (R, 4)
         regression_targets = torch.where(fg[:, None], (regression_targets - means) / stds, 0.0)
         class_logits, box_deltas = self.class_outputs(features, [s["boxes"] for s in samples])
         return fast_rcnn_loss(
@@ -420,7 +302,7 @@ class FastRCNN(nn.Module):
             proposals (Tensor[P, 4]): (x1, y1, x2, y2) in the original image's pixels, P >= 1.
 
         Returns:
-            (class_logits Tensor[P, num_classes + 1], box_deltas Tensor[P, 4 num_classes]).
+            (class_logits Tensor[P, K + 1], box_deltas Tensor[P, 4K]).
         """
         scales = self.test_scales if scales is None else tuple(scales)
         max_size = self.max_size if max_size is None else max_size
@@ -492,6 +374,8 @@ def build_fast_rcnn(
 ) -> FastRCNN:
     """Turn a (pre-trained) backbone into Fast R-CNN with ``cfg``'s settings (section 2.2).
 
+    Notebook 06 builds its Fast R-CNN with it.
+
     Args:
         cfg: sampling, loss, detection settings and ``trainable_from`` (layers below it are
             frozen: the paper trains VGG16 from conv3_1 up).
@@ -525,52 +409,3 @@ def build_fast_rcnn(
         test_scales=tuple(cfg.test_scales), max_size=max_size_for(cfg, tuple(cfg.test_scales)),
         target_area=cfg.pyramid_target_area,
     )  # fmt: skip
-
-
-def detect(
-    model: FastRCNN,
-    dataset,
-    proposals: list[Tensor],
-    cfg: Config,
-    progress: bool = True,
-) -> tuple[list[dict[str, Tensor]], float]:
-    """Run the detector over a dataset: the test procedure of section 3.
-
-    Each image is scaled to ``cfg.test_scales`` (one scale, or a pyramid when there are
-    several; cap ``cfg.max_size`` / ``cfg.multiscale_max_size``), its proposals go through
-    the network and :meth:`FastRCNN.postprocess`.
-
-    Args:
-        model: a :class:`FastRCNN` (put in eval mode here).
-        dataset: a :class:`~fastrcnn_lite.voc.VOCDataset` (``dataset[i] -> (image, target)``).
-        proposals (list of Tensor[P_i, 4]): one per image, original pixels.
-
-    Returns:
-        (detections, seconds_per_image): one dict (``boxes``, ``labels``, ``scores``, on the CPU,
-        original pixels) per image, and the mean wall-clock time per image of the network and
-        post-processing (image decoding and proposals excluded, as in the paper's timings).
-    """
-    if len(proposals) != len(dataset):
-        raise ValueError(
-            f"Need one proposal tensor per image: {len(dataset)} images, {len(proposals)} proposal tensors."
-        )
-    device = next(model.parameters()).device
-    model.eval()
-    scales = tuple(cfg.test_scales)
-    max_size = max_size_for(cfg, scales)
-    detections, seconds = [], 0.0
-    for i in tqdm(range(len(dataset)), desc="detect", disable=not progress):
-        image = dataset[i][0].to(device)
-        props = proposals[i].to(device)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        try:
-            det = model.detect_image(image, props, scales, max_size, cfg.pyramid_target_area)
-        except torch.cuda.OutOfMemoryError as e:
-            raise torch.cuda.OutOfMemoryError(OOM_HINT.format(where=f"detecting image {i}")) from e
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds += time.perf_counter() - start
-        detections.append({k: v.cpu() for k, v in det.items()})
-    return detections, seconds / max(len(dataset), 1)

@@ -65,7 +65,10 @@ PRETRAIN_FIELDS = (
 
 
 def jitter_boxes(boxes: Tensor, generator: torch.Generator, std: float = 0.08) -> Tensor:
-    """Randomly shift and rescale boxes (centre by ``std`` of the size, size by ``exp(N(0, std))``)."""
+    """Randomly shift and rescale boxes (centre by ``std`` of the size, size by ``exp(N(0, std))``).
+
+    No notebook: :func:`region_crops` jitters the gt boxes with it.
+    """
     wh = boxes[:, 2:] - boxes[:, :2]  # (G, 2)
     centre = (
         boxes[:, :2] + 0.5 * wh + std * wh * torch.randn(wh.shape, generator=generator)
@@ -84,6 +87,8 @@ def random_background_boxes(
     tries: int = 20,
 ) -> Tensor:
     """Up to ``num`` random boxes inside the image whose IoU with every gt box is < ``max_iou``.
+
+    No notebook: :func:`region_crops` draws its background with it.
 
     Sides are log-uniform between ``min_side`` and 0.7 x the image side; fewer than ``num`` come
     back when the image is so crowded that ``tries * num`` candidates do not yield enough.
@@ -119,6 +124,8 @@ def region_crops(
     progress: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """The pre-training set: warped crops of the gt boxes (jittered) and of background boxes.
+
+    No notebook: :func:`pretrain_small_backbone` trains on them.
 
     Args:
         dataset: a :class:`~fastrcnn_lite.voc.VOCDataset` (the training split).
@@ -157,6 +164,8 @@ def region_crops(
 class RegionClassifier(nn.Module):
     """A whole-network classifier of warped regions (pre-training, and R-CNN's fine-tuning).
 
+    No notebook: the pre-training and R-CNN's fine-tuning train it.
+
     crops Tensor[B, 3, s, s] -> body -> adaptive max-pool to pool_size ("pool5") -> fc6, fc7 ->
     cls_score Linear(fc_dim, K + 1) -> class_logits Tensor[B, K + 1]. The body and fc modules are
     the backbone's own (shared, not copied). For an ``input_size`` crop the body output is about
@@ -190,6 +199,8 @@ def pretrain_small_backbone(
     progress: bool = True,
 ) -> tuple[Backbone, dict]:
     """Train a fresh :func:`~fastrcnn_lite.backbones.small_backbone` as a region classifier.
+
+    No notebook: :func:`pretrained_backbone` runs it for the small backbone.
 
     SGD with momentum 0.9, weight decay 5e-4, cosine learning-rate decay, random horizontal
     flips; ``iters`` mini-batches of ``batch_size`` warped crops (see :func:`region_crops`).
@@ -248,6 +259,8 @@ def pretrained_backbone(
     iters: int = 300,
 ) -> Backbone:
     """The pre-trained network all three systems start from.
+
+    Notebook 03 starts R-CNN from it, notebook 05 SPPnet and notebook 06 Fast R-CNN.
 
     * ``cfg.backbone == "small"``: load the course's region-classifier pre-training from the
       cache, or train it (:func:`pretrain_small_backbone`, ~1 minute on 2 cores) and cache it.

@@ -16,7 +16,7 @@ Training is three separate stages (plus the shared pre-training, ``fastrcnn_lite
    original did (hundreds of GB for VOC07 with VGG16: 25088 x 2 bytes x ~2000 boxes x 5011
    images). fc6/fc7 are recomputed from pool5 when needed, as R-CNN's own code did.
 3. **SVMs and box regressors** (``fastrcnn_lite.region_heads.train_heads``, the algorithms in
-   ``fastrcnn_lite.svm``): linear SVMs on fc7 with hard-negative mining; class-specific ridge
+   ``fastrcnn_lite.svm`` and ``fastrcnn_lite.ridge``): linear SVMs on fc7 with hard-negative mining; class-specific ridge
    regression from pool5 to box deltas (proposals with IoU > 0.6).
 
 Test: every proposal is warped and run through the network (the cost: P full forward passes
@@ -24,8 +24,8 @@ per image), scored by the SVMs, moved by the regressor of each class, then per-c
 
 What R-CNN shares with SPPnet lives in two stage modules that both use: ``fastrcnn_lite.regions``
 (the fine-tuning windows, the cached regions, the feature cache) and
-``fastrcnn_lite.region_heads`` (the training sets of the SVMs and regressors, ``SVMDetector``,
-``load_or_train``). This module holds what is R-CNN's own: the warp, fine-tuning, pool5 to disk.
+``fastrcnn_lite.region_heads`` (the training sets of the SVMs and regressors, ``SVMDetector``;
+the model cache in ``region_heads_cache``). This module holds what is R-CNN's own: the warp, fine-tuning, pool5 to disk.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ from .checkpoint import module_digest, proposals_digest
 from .config import Config
 from .pretrain import RegionClassifier, pretrained_backbone
 from .progress import tqdm
-from .region_heads import SVMDetector, load_or_train, regression_targets, train_heads
+from .region_heads import SVMDetector, regression_targets, train_heads
+from .region_heads_cache import load_or_train
 from .regions import (
     FeatureCache,
     Memo,
@@ -56,7 +57,8 @@ from .regions import (
     training_boxes,
     training_windows,
 )
-from .svm import BoxRegressors, LinearSVMs
+from .ridge import BoxRegressors
+from .svm import LinearSVMs
 from .warp import warp_regions
 
 __all__ = [
@@ -106,6 +108,9 @@ def finetune_rcnn(
     progress: bool = True,
 ) -> tuple[RegionClassifier, dict]:
     """R-CNN stage 1: fine-tune the whole network on warped windows with log loss over K + 1 classes.
+
+    No notebook: :func:`train_rcnn` runs it as R-CNN's first stage (notebook 03 explains the
+    stage and shows its time).
 
     Windows are the gt boxes and the proposals; IoU >= ``cfg.finetune_fg_iou`` with a gt box ->
     that box's class, otherwise background. Each iteration samples ``positive_fraction`` x
@@ -184,6 +189,9 @@ def extract_rcnn_features(
 ) -> FeatureCache:
     """R-CNN stage 2: pool5 of every gt box and proposal of every image, written to disk (float16).
 
+    No notebook: :func:`train_rcnn` runs it as R-CNN's second stage (notebook 03 shows the
+    cache's size).
+
     The folder is ``<cache_dir>/rcnn_features/<key>``, the key a hash of the network weights, the
     proposals, the dataset and the settings: an existing complete folder with the same key is
     reused, so a changed network never reads stale features.
@@ -207,7 +215,7 @@ def extract_rcnn_features(
             dataset, proposals, i, cfg.use_difficult, max_proposals_per_image, gen
         )
         image = load_image(dataset, i)
-        pool5 = _pool5(model, image, boxes, cfg.warp_context, batch_size)  # (G + P, D)
+        pool5 = _pool5(model, image, boxes, cfg.warp_context, batch_size)  # (G + P, C*h*w)
         return {"boxes": boxes, "num_gt": num_gt, "pool5": pool5.half()}
 
     model.eval()
@@ -235,6 +243,9 @@ def _pool5(
 # ----------------------------------------------------------------------------------------------
 class RCNN(SVMDetector):
     """The R-CNN detector: warp each proposal -> whole CNN -> SVM scores + class-specific box regression.
+
+    Notebook 03 trains and tests it (through :func:`load_or_train_rcnn`); notebook 07 compares
+    it.
 
     Args:
         backbone: the fine-tuned network (its ``body`` and ``fc``).
@@ -287,6 +298,9 @@ def train_rcnn(
     max_proposals_per_image: int | None | str = "auto",
 ) -> RCNN:
     """Train R-CNN: fine-tune, cache features to disk, SVMs with hard-negative mining, ridge regressors.
+
+    No notebook: :func:`load_or_train_rcnn` calls it when the model cache has no R-CNN for the
+    config (notebook 03 shows its stage times).
 
     Args:
         cfg: the configuration (warp context, IoU thresholds, SVM C, ridge lambda, NMS...).
@@ -345,6 +359,8 @@ def load_or_train_rcnn(
     max_proposals_per_image: int | None | str = "auto",
 ) -> RCNN:
     """The R-CNN for ``cfg`` from the model cache, or :func:`train_rcnn` then cache it (atomic save).
+
+    Notebook 03 trains (or loads) its R-CNN with it.
 
     The backbone is ``backbone`` (its weights are part of the cache key) or, by default,
     :func:`~fastrcnn_lite.pretrain.pretrained_backbone`. ``info["from_cache"]`` (and the older

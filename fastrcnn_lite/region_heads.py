@@ -11,12 +11,14 @@ features on, they are the same pipeline, and it lives here:
   every gt box of class k is below 0.3. ``fastrcnn_lite.svm.train_svms`` mines hard negatives.
 * **Regression set** (:func:`regression_targets`, :func:`regression_set`): proposals with IoU >
   0.6 with a gt box, their pool features and the deltas onto that box, for the ridge regressors
-  (``fastrcnn_lite.svm.train_box_regressors``).
+  (``fastrcnn_lite.ridge.train_box_regressors``).
 * :func:`train_heads`: both, timed. :class:`SVMDetector`: region features -> SVM scores + ridge
-  deltas -> per-class NMS, what ``RCNN`` and ``SPPNet`` share at test time; :func:`load_or_train`:
-  the trained detector from the model cache, or trained then cached.
+  deltas -> per-class NMS, what ``RCNN`` and ``SPPNet`` share at test time;
+  ``fastrcnn_lite.region_heads_cache.load_or_train``: the trained detector from the model cache,
+  or trained then cached.
 
-The algorithms themselves (SVMs, hard-negative mining, ridge) are in ``fastrcnn_lite.svm``; the
+The algorithms themselves are in ``fastrcnn_lite.svm`` (SVMs, hard-negative mining) and
+``fastrcnn_lite.ridge`` (the box regressors); the
 regions and their feature cache in ``fastrcnn_lite.regions``. Taught in
 ``notebooks/03_rcnn.ipynb`` (and used again in ``notebooks/05_sppnet.ipynb``).
 """
@@ -31,15 +33,16 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .backbones import Backbone, count_parameters
+from .backbones import count_parameters
 from .boxes import box_iou, check_boxes, decode_boxes, encode_boxes
-from .checkpoint import atomic_save, cache_path, load_checkpoint, module_digest, proposals_digest
 from .config import Config
 from .detect import postprocess_detections
 from .progress import tqdm
-from .regions import Memo, check_proposals, dataset_key, load_image, load_target
+from .regions import Memo, check_proposals, load_image, load_target
+from .ridge import BoxRegressors, train_box_regressors
 from .sampling import match_proposals
-from .svm import BoxRegressors, LinearSVMs, train_box_regressors, train_svms
+from .svm import LinearSVMs, train_svms
+from .timing import timed_detections
 from .voc import gt_for_training
 
 __all__ = [
@@ -50,7 +53,6 @@ __all__ = [
     "train_heads",
     "run_detection",
     "SVMDetector",
-    "load_or_train",
 ]
 
 SVM_SCORE_THRESH = -1.0  # SVM margins: keep detections scoring above the negative margin
@@ -78,9 +80,11 @@ def regression_targets(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The box-regression examples of one image (R-CNN appendix C).
 
+    Notebook 03 grades the exercise that writes it.
+
     A proposal is an example when its IoU with its best-overlapping gt box is above ``min_iou``
     (strictly); its label is that box's class and its target the deltas that move it onto that
-    box. Taught in ``notebooks/03_rcnn.ipynb``.
+    box.
 
     Args:
         proposals (Tensor[P, 4]), gt_boxes (Tensor[G, 4]): (x1, y1, x2, y2) pixels.
@@ -101,6 +105,9 @@ class SVMRegions(Sequence):
     """The per-image training regions :func:`fastrcnn_lite.svm.train_svms` reads, built lazily,
     and the ridge regressors' training set, gathered on the way.
 
+    No notebook: :func:`train_heads` reads the cached features through it (notebook 03 explains
+    its negatives).
+
     Image i's dict: ``features`` (fc7 of its G + P cached regions, Tensor[G + P, fc_dim]),
     ``positive_labels`` (Tensor[G + P] int64: the class of the G gt boxes, 0 for proposals),
     ``negative_mask`` (Tensor[G + P, K] bool: IoU < ``neg_iou`` with every gt box of class k).
@@ -110,7 +117,7 @@ class SVMRegions(Sequence):
 
     Args:
         load (callable): image index -> (boxes Tensor[G + P, 4] with the gt first, num_gt,
-            pool Tensor[G + P, D]): the cached region features (R-CNN's pool5, SPPnet's pyramids).
+            pool Tensor[G + P, F]): the cached region features (R-CNN's pool5, SPPnet's pyramids).
         fc (callable): pool features -> fc7 features (the SVMs' input).
         dataset: for the gt labels (``load_target``).
         neg_iou: a region is a negative of class k when its IoU with every gt box of class k is
@@ -126,7 +133,7 @@ class SVMRegions(Sequence):
         self.bbox_reg_iou = bbox_reg_iou
         self.memo = Memo(memo_bytes)
         self.regression: dict[int, tuple[Tensor, Tensor, Tensor]] = {}  # image -> its examples
-        self.pool_dim = 0  # D, for an empty regression set
+        self.pool_dim = 0  # F, for an empty regression set
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -138,10 +145,10 @@ class SVMRegions(Sequence):
         if index not in self.regression:  # the first read: keep the regression examples
             props, iou = boxes[num_gt:], self.bbox_reg_iou  # (P, 4)
             keep, labels, targets = regression_targets(props, gt, gt_labels, iou)  # (P,), (M,)...
-            self.regression[index] = (pool[num_gt:][keep].float(), labels, targets)  # (M, D) first
+            self.regression[index] = (pool[num_gt:][keep].float(), labels, targets)  # (M, F) first
             self.pool_dim = pool.shape[1]
         with torch.inference_mode():
-            features = self.fc(pool.float())  # (G + P, F)
+            features = self.fc(pool.float())  # (G + P, fc_dim)
         positive = torch.zeros(len(boxes), dtype=torch.long)
         positive[:num_gt] = gt_labels
         negative = _class_iou(boxes, gt, gt_labels, self.num_classes) < self.neg_iou  # (G + P, K)
@@ -160,7 +167,7 @@ class SVMRegions(Sequence):
         gt box, in image order (images not read yet are read now).
 
         Returns:
-            (features Tensor[M, D] float32, labels Tensor[M] of the matched gt box, targets
+            (features Tensor[M, F] float32, labels Tensor[M] of the matched gt box, targets
             Tensor[M, 4] = ``encode_boxes(proposal, gt box)``).
         """
         for i in range(len(self)):
@@ -183,9 +190,11 @@ def train_heads(
     regressors on the pool features. The regressors' training set is gathered while the SVMs'
     first pass reads the cached features (:class:`SVMRegions`): the cache is not read again for it.
 
+    Notebook 05 names it as the stage SPPnet shares with R-CNN (notebook 03 shows its times).
+
     Args:
         load: image index -> (boxes Tensor[G + P, 4] with the gt first, num_gt, pool features
-            Tensor[G + P, D]): R-CNN's pool5 from disk, SPPnet's pyramids of the cached conv map.
+            Tensor[G + P, F]): R-CNN's pool5 from disk, SPPnet's pyramids of the cached conv map.
         fc: pool features -> fc7 (Tensor[G + P, fc_dim]), the SVMs' input.
 
     Returns:
@@ -226,36 +235,48 @@ def run_detection(
 ) -> tuple[list[dict], float]:
     """Run ``detect_image(image, proposals)`` over a dataset; returns (detections, seconds per image).
 
-    The clock covers everything per image (image decoding included) except computing the
-    proposals, which come precomputed: the paper's "test time excluding proposals". Image and
-    proposals go to ``device`` (the detector's); the detections come back on the CPU.
+    No notebook: :meth:`SVMDetector.detect` runs it (notebooks 03 and 05 print its time).
+
+    What is timed is ``fastrcnn_lite.timing``'s test time per image: each image is decoded and
+    copied with its proposals (precomputed, float32) to ``device`` (the detector's) before the
+    clock starts; the clock covers ``detect_image`` alone (CUDA synchronised before and after),
+    and the detections are copied back to the CPU after it stops. Each image is timed once; the
+    seconds per image are the median over the images.
+
+    Returns:
+        (one dict per image with ``boxes`` Tensor[D, 4], ``scores`` Tensor[D], ``labels``
+        Tensor[D], on the CPU; the median seconds per image defined above).
     """
     check_proposals(dataset, proposals)
-    detections, seconds = [], 0.0
-    with torch.inference_mode():
+
+    def samples():  # decoded and on the device: outside the clock
         for i in tqdm(range(len(dataset)), desc=desc, disable=not progress):
-            start = time.perf_counter()
-            image = load_image(dataset, i).to(device)
-            det = detect_image(image, proposals[i].float().to(device))
-            detections.append({k: v.cpu() for k, v in det.items()})
-            seconds += time.perf_counter() - start
-    return detections, seconds / max(len(dataset), 1)
+            yield load_image(dataset, i).to(device), proposals[i].float().to(device)
+
+    def to_cpu(det: dict) -> dict:
+        return {k: v.cpu() for k, v in det.items()}
+
+    with torch.inference_mode():
+        return timed_detections(detect_image, samples(), device=device, keep=to_cpu)
 
 
 class SVMDetector:
     """What R-CNN and SPPnet share at test time: region features -> SVM scores + ridge deltas -> NMS.
+
+    Notebook 03 tests R-CNN and notebook 05 SPPnet, its two subclasses, with its ``detect``.
 
     A subclass says how it gets each proposal's features (:meth:`region_features`: the features
     the ridge regressors read and fc7 for the SVMs) and which modules it runs (:meth:`modules`).
 
     Args:
         svms: one linear SVM per class on fc7 (:class:`~fastrcnn_lite.svm.LinearSVMs`).
-        box_regressors: class-specific ridge regressors (:class:`~fastrcnn_lite.svm.BoxRegressors`).
+        box_regressors: class-specific ridge regressors (:class:`~fastrcnn_lite.ridge.BoxRegressors`).
         classes: the K class names.
         score_thresh, nms_thresh, detections_per_img: post-processing (SVM margins, so the
             threshold is -1 by default; per-class NMS at 0.3 as in the paper).
-        info: training record (stage seconds, feature-cache bytes); :func:`load_or_train` adds
-            the keys of the detector contract (``fastrcnn_lite.detector``).
+        info: training record (stage seconds, feature-cache bytes);
+            ``region_heads_cache.load_or_train`` adds the keys of the detector contract
+            (``fastrcnn_lite.detector``).
 
     A detector of the contract in ``fastrcnn_lite.detector``: ``name``, ``info``,
     ``to(device)``, ``detect_image(image, proposals)``, ``score_proposals``.
@@ -329,7 +350,7 @@ class SVMDetector:
         return info
 
     def region_features(self, image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
-        """(features for the regressors Tensor[P, D], fc7 Tensor[P, fc_dim]) of every box."""
+        """(features for the regressors Tensor[P, F], fc7 Tensor[P, fc_dim]) of every box."""
         raise NotImplementedError
 
     def score_proposals(self, image: Tensor, proposals: Tensor) -> tuple[Tensor, Tensor]:
@@ -363,7 +384,12 @@ class SVMDetector:
     def detect(
         self, dataset, proposals: Sequence[Tensor], progress: bool = True
     ) -> tuple[list[dict], float]:
-        """Detect on every image: (list of {boxes, scores, labels}, seconds per image excluding proposals)."""
+        """Detect on every image: (list of {boxes, scores, labels}, seconds per image).
+
+        Notebook 03 tests R-CNN with it, notebook 05 SPPnet. The seconds per image are
+        ``fastrcnn_lite.timing``'s test time per image (decoded image and proposals to
+        detections, :func:`run_detection` says how): decoding and proposals are not counted.
+        """
         self.eval()
         return run_detection(self.detect_image, dataset, proposals, progress, f"{self.name} detect",
                              self.device)  # fmt: skip
@@ -386,37 +412,3 @@ class SVMDetector:
             "classes": state["classes"], "nms_thresh": cfg.nms_thresh,
             "detections_per_img": cfg.detections_per_img, "info": info,
         }  # fmt: skip
-
-
-def load_or_train(
-    detector: type[SVMDetector],
-    train: Callable[..., SVMDetector],
-    cfg: Config,
-    train_ds,
-    proposals: Sequence[Tensor],
-    progress: bool = True,
-    backbone: Backbone | None = None,
-    **kwargs,
-):
-    """The trained ``detector`` for this config, data, proposals and starting weights, from the
-    model cache, or ``train(cfg, train_ds, proposals, progress, backbone=backbone, **kwargs)``
-    then cached (atomic save).
-
-    The cache key covers the config, the dataset, a digest of the proposals, the starting
-    weights (``backbone``, or "pretrained" for :func:`~fastrcnn_lite.pretrain.pretrained_backbone`)
-    and ``kwargs``, so a changed setting never loads a stale model. ``info["from_cache"]`` (and
-    ``info["loaded"]``, 0/1) says which happened; the train times are those measured when it was
-    trained; ``info`` has the keys of the detector contract (:meth:`SVMDetector.contract_info`).
-    The detector is on the CPU, in eval mode.
-    """
-    weights = module_digest(backbone.body, backbone.fc) if backbone is not None else "pretrained"
-    path = cache_path(cfg, detector.name.lower().replace("-", ""), data=dataset_key(train_ds),
-                      proposals=proposals_digest(proposals), version=3, backbone=weights, **kwargs)  # fmt: skip
-    if path.is_file():
-        model = detector.from_state_dict(cfg, load_checkpoint(path))
-        model.contract_info(from_cache=True)
-        return model.eval()
-    model = train(cfg, train_ds, proposals, progress, backbone=backbone, **kwargs)
-    atomic_save(model.state_dict(), path)
-    model.contract_info(from_cache=False)
-    return model.eval()

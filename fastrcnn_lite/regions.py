@@ -55,18 +55,27 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------
 def load_image(dataset, index: int) -> Tensor:
     """Image ``index`` of ``dataset`` (Tensor[3, H, W] in [0, 1]) without its target when the
-    dataset can (``load_image``), else ``dataset[index][0]``."""
+    dataset can (``load_image``), else ``dataset[index][0]``.
+
+    No notebook: R-CNN's and SPPnet's training and ``SVMDetector.detect`` read images so.
+    """
     return dataset.load_image(index) if hasattr(dataset, "load_image") else dataset[index][0]
 
 
 def load_target(dataset, index: int) -> dict:
     """Target ``index`` of ``dataset`` (dict with ``boxes`` Tensor[G, 4], ``labels`` Tensor[G],
-    ``difficult``...) without decoding the image when the dataset can (``load_target``)."""
+    ``difficult``...) without decoding the image when the dataset can (``load_target``).
+
+    No notebook: R-CNN's and SPPnet's training read annotations so.
+    """
     return dataset.load_target(index) if hasattr(dataset, "load_target") else dataset[index][1]
 
 
 def check_proposals(dataset, proposals) -> None:
-    """Raise a teaching error unless ``proposals`` is a list of one Tensor[P_i, 4] per image."""
+    """Raise a teaching error unless ``proposals`` is a list of one Tensor[P_i, 4] per image.
+
+    No notebook: R-CNN's and SPPnet's training and detection check their inputs with it.
+    """
     if not isinstance(proposals, Sequence) or isinstance(proposals, Tensor):
         raise TypeError(
             f"proposals must be a list of per-image Tensor[P_i, 4] (from load_proposals); got {type(proposals).__name__}."
@@ -88,11 +97,14 @@ def training_windows(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Every fine-tuning window of every image: its gt boxes and proposals, labelled by IoU.
 
+    No notebook: R-CNN's fine-tuning and ``sppnet_analysis.backward_cost`` (notebook 05) sample
+    from it.
+
     A window whose IoU with its best-overlapping gt box is >= ``fg_iou`` takes that box's class,
     every other one is background (0).
 
     Returns:
-        image_index (Tensor[W] int64), boxes (Tensor[W, 4]), labels (Tensor[W] int64), W = the
+        image_index (Tensor[M] int64), boxes (Tensor[M, 4]), labels (Tensor[M] int64), M = the
         windows of all images (per image: the G gt boxes, then the P proposals).
     """
     image_index, boxes, labels = [], [], []
@@ -115,12 +127,15 @@ def draw_windows(
     """One R-CNN / SPPnet mini-batch: ``round(positive_fraction * batch_size)`` foreground
     windows (32 of 128) and the rest background, each drawn uniformly with replacement.
 
+    No notebook: R-CNN's and SPPnet's fine-tuning draw their mini-batches with it (notebook 03
+    explains the 32 / 96 split).
+
     Args:
-        fg (Tensor[F] int64), bg (Tensor[B] int64): indices of the foreground / background
-            windows (F > 0); with B = 0 the batch holds the foreground windows only.
+        fg (Tensor[M_fg] int64), bg (Tensor[M_bg] int64): indices of the foreground / background
+            windows (M_fg > 0); with M_bg = 0 the batch holds the foreground windows only.
 
     Returns:
-        Tensor[batch_size] int64 (Tensor[num_fg] when B = 0): foreground indices first.
+        Tensor[batch_size] int64 (Tensor[num_fg] when M_bg = 0): foreground indices first.
     """
     num_fg = min(round(positive_fraction * batch_size), batch_size)
     return torch.cat([
@@ -136,7 +151,11 @@ def resolve_max_proposals(
     max_proposals_per_image: int | None | str, backbone_name: str
 ) -> int | None:
     """``"auto"``: 64 training proposals per image for the small backbone (the embedded profile's
-    time budget: R-CNN runs the whole network once per cached region), all of them otherwise."""
+    time budget: R-CNN runs the whole network once per cached region), all of them otherwise.
+
+    No notebook: ``train_rcnn`` and ``train_sppnet`` resolve their ``max_proposals_per_image``
+    with it (notebook 03 explains the 64).
+    """
     if max_proposals_per_image == "auto":
         return 64 if backbone_name == "small" else None
     if max_proposals_per_image is not None and (
@@ -159,6 +178,8 @@ def training_boxes(
     """The regions of image ``index`` whose features are cached: its gt boxes, then its proposals
     (a random subset of ``max_proposals`` of them drawn with ``generator``; None: all).
 
+    No notebook: R-CNN's and SPPnet's feature caches hold these boxes.
+
     Returns:
         (boxes Tensor[G + P, 4] with the gt boxes first, G).
     """
@@ -170,19 +191,28 @@ def training_boxes(
 
 
 def dataset_key(dataset) -> str:
-    """What identifies a split in a cache key: ``"<root>|<image_set>|<number of images>"``."""
+    """What identifies a split in a cache key: ``"<root>|<image_set>|<number of images>"``.
+
+    No notebook: the feature caches' and the model cache's keys.
+    """
     root = str(getattr(dataset, "root", type(dataset).__name__))
     return f"{root}|{getattr(dataset, 'image_set', '')}|{len(dataset)}"
 
 
 def feature_cache_folder(cfg: Config, system: str, parts: Sequence) -> Path:
     """``<cfg.cache_dir>/<system>_features/<key>``, the key ``checkpoint.key_digest(list(parts))``
-    (12 hex digits; ``parts`` the digests and settings the cached features depend on)."""
+    (12 hex digits; ``parts`` the digests and settings the cached features depend on).
+
+    No notebook: R-CNN's and SPPnet's feature caches.
+    """
     return resolve_path(cfg.cache_dir) / f"{system}_features" / key_digest(list(parts), 12)
 
 
 class Memo:
     """Keep computed per-image values while their total size stays under ``max_bytes``.
+
+    No notebook: R-CNN's fine-tuning and :class:`~fastrcnn_lite.region_heads.SVMRegions` keep
+    images and features with it.
 
     ``get(key, make)`` returns the kept value or ``make()`` (a tuple; its tensors are counted).
     """
@@ -203,8 +233,10 @@ class Memo:
 class FeatureCache:
     """A folder of per-image region features: ``<folder>/<image index>.pt`` + ``index.json``.
 
+    No notebook: R-CNN's and SPPnet's features on disk (notebooks 03 and 05 print its size).
+
     Each file holds ``boxes`` (Tensor[G + P, 4], the gt boxes first), ``num_gt`` and the
-    features (``pool5`` Tensor[G + P, D] float16 for R-CNN; SPPnet stores its conv map instead).
+    features (``pool5`` Tensor[G + P, F] float16 for R-CNN, F = C*h*w; SPPnet stores its conv map instead).
     """
 
     def __init__(self, folder: str | Path, reused: bool = True):

@@ -29,6 +29,8 @@ __all__ = ["svd_linear", "truncated_svd", "fc_layers", "count_parameters"]
 def svd_linear(linear: nn.Linear, rank: int) -> nn.Sequential:
     """Two Linear layers whose product is the rank-``rank`` truncated SVD of ``linear``.
 
+    Notebook 06 has it written as an exercise and graded against this one.
+
     Args:
         linear: y = W x + b, W Tensor[u, v].
         rank: t, 1 <= t <= min(u, v). At t = min(u, v) the output equals the original's (up to
@@ -59,12 +61,17 @@ def svd_linear(linear: nn.Linear, rank: int) -> nn.Sequential:
 
 
 def fc_layers(fc: nn.Module) -> list[tuple[str, nn.Linear]]:
-    """The ``nn.Linear`` layers of an fc stack in order, with their names: [fc6, fc7]."""
+    """The ``nn.Linear`` layers of an fc stack in order, with their names: [fc6, fc7].
+
+    Notebook 06 lists fc6 and fc7 with it.
+    """
     return [(name, m) for name, m in fc.named_children() if isinstance(m, nn.Linear)]
 
 
 def truncated_svd(model: nn.Module, rank_fc6: int, rank_fc7: int) -> nn.Module:
     """A copy of a Fast R-CNN model whose fc6 and fc7 are compressed by truncated SVD.
+
+    Notebook 06 compresses its Fast R-CNN with it.
 
     Args:
         model: a :class:`~fastrcnn_lite.fast_rcnn.FastRCNN` (anything with ``head.fc`` holding

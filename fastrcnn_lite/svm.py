@@ -1,8 +1,10 @@
-"""Post-hoc heads of R-CNN and SPPnet: linear SVMs with hard-negative mining, ridge box regressors.
+"""Post-hoc classifiers of R-CNN and SPPnet: linear SVMs with hard-negative mining.
 
-Data-flow stage: **heads** (SVMs + ridge regressors), after region features are computed and
-cached. R-CNN (Girshick et al. 2014, section 2.3 and appendices B-C) and SPPnet train them as
-separate stages after fine-tuning; Fast R-CNN replaces both with its two sibling layers.
+Data-flow stage: **heads** (the SVMs; their ridge box regressors are ``fastrcnn_lite.ridge``),
+after region features are computed and cached. R-CNN (Girshick et al. 2014, section 2.3 and
+appendix B) and SPPnet train them as separate stages after fine-tuning; Fast R-CNN replaces them
+and the regressors with its two sibling layers. An SVM reads fc7 of a region
+(Tensor[P, F] -> scores Tensor[P, K]).
 
 Linear SVMs (one per class, R-CNN section 2.3, appendix B)
 ---------------------------------------------------------
@@ -20,15 +22,6 @@ Linear SVMs (one per class, R-CNN section 2.3, appendix B)
       min_w,b'  0.5 |w|^2 + 0.5 b'^2 + C sum_i c_i max(0, 1 - y_i (w . x_i + bias_mult b'))^2
 
   with ``c_i = positive_weight`` for positives and 1 for negatives; bias = bias_mult * b'.
-
-Ridge box regression (R-CNN appendix C)
----------------------------------------
-One regressor per class from region features (pool5 in R-CNN) to the box deltas of
-``fastrcnn_lite.boxes.encode_boxes`` that move a proposal onto its gt box, trained on proposals
-with IoU > 0.6 with a gt box of that class, ``lambda = 1000`` on features scaled to average norm
-20 (as for the SVMs). Closed form. The bias is not regularised (the features and targets are
-centred instead); with an unregularised bias R-CNN's whitening of the targets changes nothing
-(ridge is solved independently per output, and equivariant to linear maps of the targets).
 """
 
 from __future__ import annotations
@@ -51,9 +44,6 @@ __all__ = [
     "mine_hard_negatives",
     "LinearSVMs",
     "train_svms",
-    "ridge_regression",
-    "BoxRegressors",
-    "train_box_regressors",
 ]
 
 FEATURE_NORM = 20.0  # R-CNN scales features to this average L2 norm before the SVMs and ridge
@@ -62,7 +52,10 @@ EASY_NEGATIVE_THRESH = -1.2  # R-CNN evicts cached negatives scoring below this
 
 
 def feature_scale(features: Tensor, target_norm: float = FEATURE_NORM) -> float:
-    """The factor that makes the average L2 norm of the rows of ``features`` equal to ``target_norm``."""
+    """The factor that makes the average L2 norm of the rows of ``features`` equal to ``target_norm``.
+
+    No notebook: :func:`train_box_regressors` scales its features with it.
+    """
     norm = features.float().norm(dim=1).mean().item() if len(features) else 0.0
     return target_norm / norm if norm > 0 else 1.0
 
@@ -70,7 +63,7 @@ def feature_scale(features: Tensor, target_norm: float = FEATURE_NORM) -> float:
 def _check_xy(features: Tensor, labels: Tensor) -> None:
     if not isinstance(features, Tensor) or features.dim() != 2:
         got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
-        raise ValueError(f"features must be Tensor[M, D]; got {got}.")
+        raise ValueError(f"features must be Tensor[M, F]; got {got}.")
     if not isinstance(labels, Tensor) or labels.shape != (features.shape[0],):
         got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
         raise ValueError(
@@ -89,9 +82,11 @@ def svm_objective(
 ) -> Tensor:
     """The squared-hinge SVM objective (see the module docstring) at ``(weight, bias)``.
 
+    No notebook: the tests check :func:`train_linear_svm`'s minimum with it.
+
     Args:
-        weight (Tensor[D]), bias (Tensor[]): the classifier; score = features @ weight + bias.
-        features (Tensor[M, D]), labels (Tensor[M]): +1 (positive) or -1 (negative).
+        weight (Tensor[F]), bias (Tensor[]): the classifier; score = features @ weight + bias.
+        features (Tensor[M, F]), labels (Tensor[M]): +1 (positive) or -1 (negative).
 
     Returns:
         Tensor[]: 0.5 |w|^2 + 0.5 (b / bias_mult)^2 + C sum_i c_i max(0, 1 - y_i s_i)^2.
@@ -114,6 +109,8 @@ def train_linear_svm(
 ) -> tuple[Tensor, float]:
     """Minimise :func:`svm_objective` exactly with Newton's method (float64).
 
+    No notebook: :func:`train_svms` trains each class's SVM with it.
+
     The squared hinge makes the objective piecewise quadratic, so Newton steps with a
     backtracking line search find the exact minimum in a few iterations (Chapelle 2007,
     "Training a support vector machine in the primal"): with the rows inside the margin ``sv``,
@@ -121,7 +118,7 @@ def train_linear_svm(
     ``I + 2C X_sv^T diag(c) X_sv``, where ``X = [features, bias_mult]`` and ``beta = [w, b']``.
 
     Args:
-        features (Tensor[M, D]): already scaled (see :func:`feature_scale`).
+        features (Tensor[M, F]): already scaled (see :func:`feature_scale`).
         labels (Tensor[M]): +1 / -1.
         C: data-term weight (R-CNN: 0.001 on features of average norm 20).
         positive_weight: cost multiplier of positives (R-CNN: 2).
@@ -131,7 +128,7 @@ def train_linear_svm(
         init: a warm start ``(weight, bias)`` (the previous hard-negative round).
 
     Returns:
-        (weight Tensor[D] float32, bias float).
+        (weight Tensor[F] float32, bias float).
     """
     _check_xy(features, labels)
     if not set(labels.unique().tolist()) <= {-1, 1}:
@@ -141,10 +138,10 @@ def train_linear_svm(
     x = torch.cat(
         [features.double(), torch.full((len(features), 1), float(bias_mult), dtype=torch.float64)],
         1,
-    )  # (M, D+1)
+    )  # (M, F+1)
     y = labels.double()
     cost = torch.where(y > 0, positive_weight, 1.0).double()  # (M,)
-    beta = torch.zeros(x.shape[1], dtype=torch.float64)  # (D+1,) = [w, b']
+    beta = torch.zeros(x.shape[1], dtype=torch.float64)  # (F+1,) = [w, b']
     if init is not None:
         beta[:-1] = init[0].double()
         beta[-1] = float(init[1]) / bias_mult
@@ -157,14 +154,14 @@ def train_linear_svm(
     for _ in range(max_iter):
         margins = 1 - y * (x @ beta)  # (M,)
         sv = margins > 0
-        xs = x[sv]  # (M_sv, D+1)
-        grad = beta - 2 * C * xs.T @ (cost[sv] * y[sv] * margins[sv])  # (D+1,)
+        xs = x[sv]  # (M_sv, F+1)
+        grad = beta - 2 * C * xs.T @ (cost[sv] * y[sv] * margins[sv])  # (F+1,)
         if grad.abs().max() <= 1e-10 * max(1.0, value.item()):
             break
         hessian = (
             torch.eye(len(beta), dtype=torch.float64) + 2 * C * (xs * cost[sv, None]).T @ xs
-        )  # (D+1, D+1)
-        step = torch.linalg.solve(hessian, grad)  # (D+1,)
+        )  # (F+1, F+1)
+        step = torch.linalg.solve(hessian, grad)  # (F+1,)
         t, decrease = 1.0, grad.dot(step)
         while True:
             candidate = objective(beta - t * step)
@@ -184,10 +181,12 @@ def mine_hard_negatives(
 ) -> tuple[Tensor, Tensor]:
     """One round of hard-negative mining (R-CNN section 2.3): update the negative cache.
 
+    Notebook 03 grades the exercise that writes one round of it.
+
     A negative that the current SVM scores above ``hard_thresh`` (inside the margin) and that is
     not cached yet is *hard*: it joins the cache. A cached one scoring below ``easy_thresh`` is
     *easy*: it leaves. Both comparisons are strict. Elementwise, so one class (Tensor[P]) or all
-    K classes at once (Tensor[P, K]). Taught in ``notebooks/03_rcnn.ipynb``.
+    K classes at once (Tensor[P, K]).
 
     Args:
         scores (Tensor[P] or Tensor[P, K]): SVM scores of the regions of one image.
@@ -207,8 +206,10 @@ def mine_hard_negatives(
 class LinearSVMs:
     """One linear SVM per foreground class: ``scores = (scale * features) @ weight.T + bias``.
 
+    No notebook: the SVMs of R-CNN and SPPnet (``region_heads.SVMDetector``).
+
     Attributes:
-        weight (Tensor[K, D]), bias (Tensor[K]): per class k + 1.
+        weight (Tensor[K, F]), bias (Tensor[K]): per class k + 1.
         scale: the feature scaling applied before the SVMs (R-CNN's average norm 20).
         trained (Tensor[K] bool): False for a class without positives; it always scores -inf.
         history: per hard-negative round, the number of cached negatives per class.
@@ -221,7 +222,7 @@ class LinearSVMs:
     history: list = field(default_factory=list)
 
     def __call__(self, features: Tensor) -> Tensor:
-        """features (Tensor[P, D]) -> scores Tensor[P, K] (SVM margins; > 0 means the class)."""
+        """features (Tensor[P, F]) -> scores Tensor[P, K] (SVM margins; > 0 means the class)."""
         scores = (features.float() * self.scale) @ self.weight.T + self.bias  # (P, K)
         return scores.masked_fill(~self.trained, -math.inf)
 
@@ -270,9 +271,12 @@ def train_svms(
 ) -> LinearSVMs:
     """Train one linear SVM per class with hard-negative mining (R-CNN section 2.3).
 
+    No notebook: ``region_heads.train_heads`` runs it (notebook 03 shows its hard-negative
+    history).
+
     Args:
         regions: one dict per training image (a Sequence, so it can load lazily from disk) with
-            ``features`` (Tensor[P, D], e.g. fc7 of every gt box and proposal of the image),
+            ``features`` (Tensor[P, F], e.g. fc7 of every gt box and proposal of the image),
             ``positive_labels`` (Tensor[P] int64: the class 1..K of a row that is a positive,
             i.e. a non-difficult gt box; 0 otherwise) and ``negative_mask`` (Tensor[P, K] bool:
             row is a negative for class k + 1, i.e. a proposal with IoU < 0.3 with every gt box of
@@ -336,7 +340,7 @@ def train_svms(
         desc = "SVM initial negatives" if round_ == 0 else f"hard negatives, round {round_}"
         for i in tqdm(range(len(regions)), desc=desc, disable=not progress):
             region = regions[i]
-            x = region["features"].float() * scale  # (P, D)
+            x = region["features"].float() * scale  # (P, F)
             if round_ > 0:
                 scores = x @ weight.T + bias  # (P, K)
                 cached[i], hard = mine_hard_negatives(scores, region["negative_mask"], cached[i])
@@ -349,8 +353,8 @@ def train_svms(
         for k in range(num_classes):
             if not trained[k]:
                 continue
-            neg = torch.cat(negatives[k])  # (M_neg, D)
-            x = torch.cat([positives[k], neg])  # (M, D)
+            neg = torch.cat(negatives[k])  # (M_neg, F)
+            x = torch.cat([positives[k], neg])  # (M, F)
             y = torch.cat([torch.ones(len(positives[k])), -torch.ones(len(neg))]).long()
             weight[k], bias[k] = train_linear_svm(
                 x,
@@ -362,105 +366,3 @@ def train_svms(
                 init=(weight[k], bias[k].item()) if round_ else None,
             )
     return LinearSVMs(weight, bias, scale, trained, history)
-
-
-def ridge_regression(features: Tensor, targets: Tensor, lam: float) -> tuple[Tensor, Tensor]:
-    """Closed-form ridge regression with an unregularised bias.
-
-    Minimises ``|features @ W + b - targets|^2 + lam |W|^2`` by centring features and targets
-    (which removes the bias) and solving the normal equations in the primal (M >= D) or the
-    dual (M < D) form, whichever is smaller.
-
-    Args:
-        features (Tensor[M, D]), targets (Tensor[M, T]).
-
-    Returns:
-        (W Tensor[D, T], b Tensor[T]), float32. M = 0 gives zeros.
-    """
-    if features.dim() != 2 or targets.dim() != 2 or features.shape[0] != targets.shape[0]:
-        raise ValueError(
-            f"features must be Tensor[M, D] and targets Tensor[M, T] with the same M; got "
-            f"{tuple(features.shape)} and {tuple(targets.shape)}."
-        )
-    if lam <= 0:
-        raise ValueError(f"lam must be > 0 (R-CNN uses 1000); got {lam}.")
-    num, dim = features.shape
-    if num == 0:
-        return torch.zeros(dim, targets.shape[1]), torch.zeros(targets.shape[1])
-    x, t = features.double(), targets.double()
-    x_mean, t_mean = x.mean(0), t.mean(0)
-    xc, tc = x - x_mean, t - t_mean  # (M, D), (M, T)
-    if num >= dim:
-        w = torch.linalg.solve(xc.T @ xc + lam * torch.eye(dim, dtype=x.dtype), xc.T @ tc)  # (D, T)
-    else:
-        w = xc.T @ torch.linalg.solve(xc @ xc.T + lam * torch.eye(num, dtype=x.dtype), tc)  # (D, T)
-    b = t_mean - x_mean @ w  # (T,)
-    return w.float(), b.float()
-
-
-@dataclass(eq=False)
-class BoxRegressors:
-    """Class-specific linear box regressors: ``deltas_k = (scale * features) @ weight[k] + bias[k]``.
-
-    Attributes:
-        weight (Tensor[K, D, 4]), bias (Tensor[K, 4]): per class k + 1, predicting
-            (dx, dy, dw, dh) of :func:`fastrcnn_lite.boxes.encode_boxes`.
-        scale: feature scaling (average norm 20).
-        counts (Tensor[K]): training examples per class (0: the regressor predicts no move).
-    """
-
-    weight: Tensor
-    bias: Tensor
-    scale: float
-    counts: Tensor
-
-    def __call__(self, features: Tensor) -> Tensor:
-        """features (Tensor[P, D]) -> box_deltas Tensor[P, 4 * K] (class k + 1 in columns 4k..4k+3)."""
-        deltas = (
-            torch.einsum("pd,kdt->pkt", features.float() * self.scale, self.weight) + self.bias
-        )  # (P, K, 4)
-        return deltas.flatten(1)  # (P, 4K)
-
-    def state_dict(self) -> dict:
-        return {
-            "weight": self.weight,
-            "bias": self.bias,
-            "scale": self.scale,
-            "counts": self.counts,
-        }
-
-    @classmethod
-    def from_state_dict(cls, state: dict) -> BoxRegressors:
-        return cls(state["weight"], state["bias"], float(state["scale"]), state["counts"])
-
-
-def train_box_regressors(
-    features: Tensor, labels: Tensor, targets: Tensor, num_classes: int, lam: float = 1000.0
-) -> BoxRegressors:
-    """Fit one ridge regressor per class (R-CNN appendix C).
-
-    Args:
-        features (Tensor[M, D]): region features (pool5) of the training proposals, which the
-            caller has already restricted to IoU > 0.6 with their best gt box.
-        labels (Tensor[M] int64): class 1..K of that gt box.
-        targets (Tensor[M, 4]): ``encode_boxes(proposal, gt box)``.
-        lam: ridge penalty (R-CNN: 1000 on features of average norm 20).
-
-    Returns:
-        BoxRegressors; a class without examples predicts zero deltas.
-    """
-    if labels.shape != (features.shape[0],) or targets.shape != (features.shape[0], 4):
-        raise ValueError(
-            f"labels must be Tensor[{features.shape[0]}] and targets Tensor[{features.shape[0]}, 4] to match "
-            f"features {tuple(features.shape)}; got {tuple(labels.shape)} and {tuple(targets.shape)}."
-        )
-    scale = feature_scale(features)
-    x = features.float() * scale
-    weight = torch.zeros(num_classes, features.shape[1], 4)
-    bias = torch.zeros(num_classes, 4)
-    counts = torch.zeros(num_classes, dtype=torch.int64)
-    for k in range(num_classes):
-        mask = labels == k + 1
-        counts[k] = int(mask.sum())
-        weight[k], bias[k] = ridge_regression(x[mask], targets[mask].float(), lam)
-    return BoxRegressors(weight, bias, scale, counts)

@@ -12,6 +12,10 @@ decoding, proposal computation and copies to the device are outside. The figure 
 **median** over all measured (image, repeat) pairs, after unmeasured warm-up calls: a median is not
 moved by the odd call that another process on a busy machine slowed down.
 
+The same definition serves a whole test set: :func:`timed_detections` runs one detector over
+every (decoded image, proposals) pair, keeps the detections and reports the median of the timed
+calls (what ``fast_rcnn_run.detect`` and ``SVMDetector.detect`` return as seconds per image).
+
 Several detectors are timed **interleaved**, image by image (A, B, A, B, ...), so a burst of load
 hits them alike and their ratio stays fair. When the machine was busier than its cores (the
 one-minute load average above the number of CPUs at the end of a measurement), a
@@ -31,17 +35,28 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["timed_call", "median_seconds", "time_per_image", "BusyMachineWarning", "warn_if_busy"]
+__all__ = [
+    "timed_call",
+    "median_seconds",
+    "time_per_image",
+    "timed_detections",
+    "BusyMachineWarning",
+    "warn_if_busy",
+]
 
 
 class BusyMachineWarning(RuntimeWarning):
-    """Timings were taken while other work kept every core busy."""
+    """Timings were taken while other work kept every core busy.
+
+    Notebook 06 may show it (its test-time measurements); the timing helpers below raise it.
+    """
 
 
 def warn_if_busy(what: str = "these timings") -> float | None:
     """Warn (:class:`BusyMachineWarning`) when the 1-minute load average exceeds the CPU count.
 
-    Returns the load average (None where the system does not report one).
+    Returns the load average (None where the system does not report one). No notebook: every
+    helper of this module calls it at the end of a measurement.
     """
     if not hasattr(os, "getloadavg"):
         return None
@@ -66,6 +81,8 @@ def timed_call(fn: Callable[..., Any], *args, device=None, **kwargs) -> tuple[An
     """Call ``fn(*args, **kwargs)`` once; return ``(its result, seconds)``.
 
     device: the device ``fn`` computes on; on CUDA it is synchronised before and after the call.
+    No notebook: the clock under :func:`median_seconds`, :func:`time_per_image` and
+    :func:`timed_detections`.
     """
     _synchronize(device)
     start = time.perf_counter()
@@ -80,7 +97,7 @@ def median_seconds(
     """Median seconds of ``repeats`` timed calls of ``step()``, after ``warmup`` untimed ones.
 
     For a part of the computation (the conv layers of one batch, the head on 2000 RoIs); whole
-    images go through :func:`time_per_image`.
+    images go through :func:`time_per_image`. Notebook 06 times the conv layers and the head with it.
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(
@@ -102,6 +119,9 @@ def time_per_image(
     device=None,
 ) -> dict[str, float]:
     """Test time per image of each detector, as the module docstring defines it.
+
+    Notebook 06 compares Fast R-CNN with and without truncated SVD, and one scale with the image
+    pyramid, with it.
 
     Args:
         detectors: ``name -> detect(image, proposals)``, e.g.
@@ -134,3 +154,47 @@ def time_per_image(
         raise ValueError("samples is empty; pass at least one (image, proposals) pair.")
     warn_if_busy("test time per image")
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def timed_detections(
+    detect: Callable[[Tensor, Tensor], Any],
+    samples: Iterable[tuple[Tensor, Tensor]],
+    device=None,
+    warmup: int = 0,
+    keep: Callable[[Any], Any] | None = None,
+) -> tuple[list, float]:
+    """Run one detector over a test set: its detections and its test time per image.
+
+    Each ``(image, proposals)`` pair gets one call ``detect(image, proposals)``, timed by
+    :func:`timed_call` as the module docstring defines test time per image: the pairs come
+    decoded and on ``device`` (whatever ``samples`` does to make them, decoding an image or
+    copying it, happens outside the clock), and ``keep`` (e.g. a copy of the detections to the
+    CPU) runs after the clock stops. No notebook: ``fast_rcnn_run.detect`` (notebooks 06 and 08
+    call it) and ``SVMDetector.detect`` (notebooks 03 and 05) run their test sets through it.
+
+    Args:
+        detect: ``detect(image Tensor[3, H, W], proposals Tensor[P, 4]) -> detections``.
+        samples: ``(image, proposals)`` pairs, e.g. a generator that decodes each image.
+        device: where ``detect`` computes; CUDA is synchronised around every timed call.
+        warmup: untimed calls on the first image before its timed one (0: none; the median is
+            not moved by a slow first call when there are many images).
+        keep: applied to each call's result, outside the clock; None keeps it as it is.
+
+    Returns:
+        (one ``keep(detect(image, proposals))`` per sample in order, the median seconds of the
+        timed calls; 0.0 when ``samples`` is empty).
+    """
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0; got {warmup}.")
+    results, times = [], []
+    for index, (image, proposals) in enumerate(samples):
+        if index == 0:
+            for _ in range(warmup):
+                detect(image, proposals)
+        result, seconds = timed_call(detect, image, proposals, device=device)
+        times.append(seconds)
+        results.append(result if keep is None else keep(result))
+    if not times:
+        return results, 0.0
+    warn_if_busy("test time per image")
+    return results, statistics.median(times)

@@ -21,6 +21,8 @@ __all__ = ["scale_factor", "pyramid_levels", "resize", "hflip", "batch_images"]
 def scale_factor(size: tuple[int, int], scale: int, max_size: int) -> float:
     """The factor that makes the shorter side ``scale`` pixels, unless the longer side would pass ``max_size``.
 
+    Notebook 05 scales its images with it, and so does notebook 06.
+
     Args:
         size: (height, width) of the original image.
     """
@@ -34,8 +36,10 @@ def scale_factor(size: tuple[int, int], scale: int, max_size: int) -> float:
 def pyramid_levels(proposals: Tensor, factors: Tensor, target_area: float) -> Tensor:
     """The pyramid level each proposal is pooled from (section 5.2, the paper's ``_project_im_rois``).
 
+    Notebook 06 shows which scale each proposal is pooled from.
+
     Fast R-CNN's and SPPnet's multi-scale test use the same rule: each proposal is pooled at the
-    scale where its area is closest to ``target_area``. Taught in ``notebooks/06_fast_rcnn.ipynb``.
+    scale where its area is closest to ``target_area``.
 
     Args:
         proposals (Tensor[P, 4]): boxes in original image pixels.
@@ -50,7 +54,10 @@ def pyramid_levels(proposals: Tensor, factors: Tensor, target_area: float) -> Te
 
 
 def resize(image: Tensor, boxes: Tensor, factor: float) -> tuple[Tensor, Tensor]:
-    """Resize ``image`` (Tensor[3, H, W]) by ``factor`` (bilinear) and scale ``boxes`` (Tensor[G, 4]) with it."""
+    """Resize ``image`` (Tensor[3, H, W]) by ``factor`` (bilinear) and scale ``boxes`` (Tensor[G, 4]) with it.
+
+    Notebook 05 resizes its images with it, and so does notebook 06.
+    """
     if image.dim() != 3:
         raise ValueError(f"image must be Tensor[3, H, W]; got shape {tuple(image.shape)}.")
     if factor == 1.0:
@@ -66,7 +73,10 @@ def resize(image: Tensor, boxes: Tensor, factor: float) -> tuple[Tensor, Tensor]
 
 
 def hflip(image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
-    """Mirror ``image`` (Tensor[3, H, W]) left-right and its ``boxes`` (Tensor[G, 4]) with it."""
+    """Mirror ``image`` (Tensor[3, H, W]) left-right and its ``boxes`` (Tensor[G, 4]) with it.
+
+    No notebook: Fast R-CNN's training flips images with it.
+    """
     width = image.shape[-1]
     flipped = boxes[:, [2, 1, 0, 3]] * boxes.new_tensor([-1, 1, -1, 1]) + boxes.new_tensor(
         [width, 0, width, 0]
@@ -76,6 +86,8 @@ def hflip(image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
 
 def batch_images(images: list[Tensor]) -> Tensor:
     """Pad N images of different sizes at the bottom/right with zeros into Tensor[N, 3, H_max, W_max].
+
+    Notebook 06 pads a mini-batch with it.
 
     Padding at the bottom/right keeps every box's pixel coordinates valid in the batch tensor.
     """

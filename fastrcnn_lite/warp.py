@@ -31,6 +31,8 @@ __all__ = ["context_boxes", "warp_regions"]
 def context_boxes(boxes: Tensor, size: int, context: int) -> Tensor:
     """Dilate each box so that, warped to ``size x size``, it has ``context`` pixels of margin.
 
+    Notebook 03 draws the context it adds.
+
     The box maps to ``[context, size - context]`` of the output, so each side grows by
     ``context * width / (size - 2 * context)`` image pixels (and the same for the height).
 
@@ -60,6 +62,8 @@ def warp_regions(
     fill: Tensor | float | None = None,
 ) -> Tensor:
     """Warp every box of one image (with context) to a ``size x size`` crop, R-CNN style.
+
+    Notebook 03 warps proposals with it and grades the exercise that writes one warp.
 
     Args:
         image (Tensor[3, H, W]): float image (in [0, 1] for the package's backbones).

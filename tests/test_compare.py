@@ -373,8 +373,9 @@ def test_compare_detectors_end_to_end_with_untrained_systems(tmp_path, monkeypat
     from fastrcnn_lite.evaluate import evaluate_detections
     from fastrcnn_lite.fast_rcnn import build_fast_rcnn
     from fastrcnn_lite.rcnn import RCNN
+    from fastrcnn_lite.ridge import BoxRegressors
     from fastrcnn_lite.sppnet import SPPNet, spp_fc
-    from fastrcnn_lite.svm import BoxRegressors, LinearSVMs
+    from fastrcnn_lite.svm import LinearSVMs
     from fastrcnn_lite.voc import VOCDataset
 
     from .helpers import write_voc_tree

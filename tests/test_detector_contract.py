@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from fastrcnn_lite.detector import INFO_KEYS, SYSTEMS, Detector, load_or_train
-from fastrcnn_lite.svm import BoxRegressors, LinearSVMs
+from fastrcnn_lite.ridge import BoxRegressors
+from fastrcnn_lite.svm import LinearSVMs
 
 from .test_fast_rcnn import ShapesDataset, jittered_proposals
 from .test_fast_rcnn import tiny_cfg as fast_tiny_cfg

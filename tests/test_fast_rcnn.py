@@ -335,6 +335,36 @@ def test_detect_over_a_dataset_and_oom_message(monkeypatch):
         detect(model, ds, props, cfg, progress=False)
 
 
+def test_detect_times_detect_image_alone(monkeypatch):
+    """Fast R-CNN's test time per image is fastrcnn_lite.timing's: decoding an image is outside
+    the clock, the figure is the median over the images."""
+    from fastrcnn_lite import timing
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock["now"])
+
+    class SlowToDecode(ShapesDataset):
+        def __getitem__(self, i):
+            clock["now"] += 100.0
+            return super().__getitem__(i)
+
+    ds = SlowToDecode(3)
+    cfg = tiny_cfg(score_thresh=0.0)
+    model = tiny_model(cfg).eval()  # built with cfg's test scales, as detect uses them
+    expected = [model.detect_image(ds.items[i][0], p) for i, p in enumerate(jittered_proposals(ds))]
+    costs, real = iter([1.0, 7.0, 2.0]), model.detect_image
+
+    def timed_detect_image(*args):
+        clock["now"] += next(costs)
+        return real(*args)
+
+    monkeypatch.setattr(model, "detect_image", timed_detect_image)
+    detections, seconds = detect(model, ds, jittered_proposals(ds), cfg, progress=False)
+    assert seconds == 2.0  # median of 1, 7, 2; decoding's 100 s not counted
+    for got, want in zip(detections, expected, strict=True):
+        assert all(torch.equal(got[k], want[k]) for k in ("boxes", "labels", "scores"))
+
+
 # --- learning ----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_memorises_one_image():

@@ -201,3 +201,33 @@ def test_errors(tmp_path):
     nothing = RenderedDataset([0, 1], empty=(0, 1))
     with pytest.raises(ValueError, match="no foreground window"):
         train_rcnn(cfg, nothing, toy_proposals(nothing), progress=False, backbone=tiny_backbone())
+
+
+def test_run_detection_times_detect_image_alone(monkeypatch):
+    """R-CNN's and SPPnet's test time per image is fastrcnn_lite.timing's: decoding an image
+    (``load_image``) is outside the clock, the figure is the median over the images."""
+    from fastrcnn_lite import timing
+    from fastrcnn_lite.region_heads import run_detection
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock["now"])
+
+    class Images:
+        def __len__(self):
+            return 3
+
+        def load_image(self, i):
+            clock["now"] += 100.0
+            return torch.full((3, 8, 8), float(i))
+
+    costs = iter([4.0, 1.0, 3.0])
+
+    def detect_image(image, proposals):
+        clock["now"] += next(costs)
+        return {"boxes": proposals, "scores": image[0, 0, :1], "labels": torch.ones(1).long()}
+
+    props = [torch.tensor([[0.0, 0.0, 4.0, 4.0]]) * (i + 1) for i in range(3)]
+    detections, seconds = run_detection(detect_image, Images(), props, progress=False)
+    assert seconds == 3.0  # median of 4, 1, 3; decoding's 100 s not counted
+    assert [float(d["scores"]) for d in detections] == [0.0, 1.0, 2.0]
+    assert all(torch.equal(d["boxes"], p) for d, p in zip(detections, props, strict=True))

@@ -1,5 +1,5 @@
 """SPPnet end to end on a few rendered images (fastrcnn_lite.sppnet), its bad inputs, and the
-receptive-field arithmetic behind "no backward through the pyramid"."""
+receptive-field arithmetic behind "no backward through the pyramid" (fastrcnn_lite.sppnet_analysis)."""
 
 import math
 import re
@@ -13,15 +13,8 @@ from fastrcnn_lite import embedded
 from fastrcnn_lite.backbones import small_backbone
 from fastrcnn_lite.evaluate import evaluate_detections
 from fastrcnn_lite.roi_pool import roi_pool
-from fastrcnn_lite.sppnet import (
-    SPPNet,
-    backward_cost,
-    load_or_train_sppnet,
-    receptive_field,
-    receptive_field_boxes,
-    spp_fc,
-    train_sppnet,
-)
+from fastrcnn_lite.sppnet import SPPNet, load_or_train_sppnet, spp_fc, train_sppnet
+from fastrcnn_lite.sppnet_analysis import backward_cost, receptive_field, receptive_field_boxes
 from tests.test_rcnn import RenderedDataset, targets_of, tiny_backbone, tiny_cfg, toy_proposals
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

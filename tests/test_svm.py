@@ -1,18 +1,10 @@
-"""SVMs with hard-negative mining and ridge box regressors (fastrcnn_lite.svm)."""
+"""SVMs with hard-negative mining (fastrcnn_lite.svm) and ridge box regressors (fastrcnn_lite.ridge)."""
 
 import pytest
 import torch
 
-from fastrcnn_lite.svm import (
-    BoxRegressors,
-    LinearSVMs,
-    feature_scale,
-    ridge_regression,
-    svm_objective,
-    train_box_regressors,
-    train_linear_svm,
-    train_svms,
-)
+from fastrcnn_lite.ridge import BoxRegressors, ridge_regression, train_box_regressors
+from fastrcnn_lite.svm import LinearSVMs, feature_scale, svm_objective, train_linear_svm, train_svms
 
 
 def test_hand_worked_symmetric_case():

@@ -80,3 +80,32 @@ def test_a_busy_machine_is_warned_about_and_an_idle_one_is_not(monkeypatch):
         warnings.simplefilter("error")
         assert timing.warn_if_busy() == 1.9
         timing.median_seconds(lambda: None, repeats=1)
+
+
+def test_timed_detections_times_the_detector_alone(monkeypatch):
+    """Decoding (in the samples) and keep (after the call) are outside the clock; the figure is
+    the median of the timed calls, after the warm-up on the first image."""
+    clock = FakeClock()
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    monkeypatch.setattr(timing.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    costs = iter([50.0, 1.0, 3.0, 2.0])  # warm-up, then the three images
+
+    def samples():
+        for i in range(3):
+            clock.now += 100.0  # decoding an image: not timed
+            yield torch.full((3, 2, 2), float(i)), torch.zeros(1, 4)
+
+    def detect(image, proposals):
+        clock.now += next(costs)
+        return {"first": image[0, 0, 0]}
+
+    def keep(det):
+        clock.now += 1000.0  # a copy to the CPU: not timed
+        return int(det["first"])
+
+    results, seconds = timing.timed_detections(detect, samples(), warmup=1, keep=keep)
+    assert results == [0, 1, 2]  # one result per sample, in order, the warm-up's not kept
+    assert seconds == 2.0  # median of 1, 3, 2
+    assert timing.timed_detections(detect, []) == ([], 0.0)
+    with pytest.raises(ValueError, match="warmup must be >= 0"):
+        timing.timed_detections(detect, [], warmup=-1)

@@ -51,9 +51,10 @@ from ..embedded import render_image
 from ..fast_rcnn import build_fast_rcnn
 from ..rcnn import RCNN
 from ..region_heads import SVMDetector
+from ..ridge import BoxRegressors
 from ..roi_pool import SpatialPyramidPool
 from ..sppnet import SPPNet, spp_fc
-from ..svm import BoxRegressors, LinearSVMs
+from ..svm import LinearSVMs
 from ..timing import time_per_image
 from ..train import DEFAULT_TRAINABLE_FROM
 from .workloads import proposal_like_boxes
