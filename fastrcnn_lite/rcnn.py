@@ -63,6 +63,7 @@ from .warp import warp_regions
 
 __all__ = [
     "RCNN",
+    "finetune_iterations",
     "finetune_rcnn",
     "extract_rcnn_features",
     "train_rcnn",
@@ -94,6 +95,15 @@ def _warp_batch(
         rows = torch.where(image_index == i)[0]
         crops[rows] = warp_regions(store(i), boxes[rows], size, context)
     return crops  # (B, 3, s, s)
+
+
+def finetune_iterations(cfg: Config, backbone_name: str) -> int:
+    """SGD iterations of R-CNN's whole-network fine-tuning by default: 100 for the small backbone (the embedded
+    profile's time budget), ``cfg.max_iters`` otherwise.
+
+    No notebook: the fine-tuning uses it, and notebook 07's protocol table reports it.
+    """
+    return 100 if backbone_name == "small" else cfg.max_iters
 
 
 def finetune_rcnn(
@@ -129,7 +139,7 @@ def finetune_rcnn(
     """
     check_proposals(train_ds, proposals)
     start = time.perf_counter()
-    iters = iters if iters is not None else (100 if backbone.name == "small" else cfg.max_iters)
+    iters = iters if iters is not None else finetune_iterations(cfg, backbone.name)
     lr = lr if lr is not None else cfg.lr
     num_classes = len(train_ds.classes)
     image_index, boxes, labels = training_windows(

@@ -82,16 +82,16 @@ def roi_cells(rois: Tensor, spatial_scale: float) -> Tensor:
     Notebook 04 draws the snapped cells (the RoI widget).
 
     Args:
-        rois (Tensor[K, 5]): (batch_index, x1, y1, x2, y2) in image pixels.
+        rois (Tensor[R, 5]): (batch_index, x1, y1, x2, y2) in image pixels.
         spatial_scale (float): image pixels -> feature cells (1/16 for VGG16 conv5).
 
     Returns:
-        Tensor[K, 4] int64: (x1, y1, x2, y2) feature cells, corners inclusive (not clipped).
+        Tensor[R, 4] int64: (x1, y1, x2, y2) feature cells, corners inclusive (not clipped).
     """
     scale = torch.tensor(
         spatial_scale, dtype=rois.dtype, device=rois.device
     )  # float32 for float32 rois
-    return _round_half_away_from_zero(rois[:, 1:] * scale).long()  # (K, 4)
+    return _round_half_away_from_zero(rois[:, 1:] * scale).long()  # (R, 4)
 
 
 def roi_bin_edges(
@@ -102,28 +102,28 @@ def roi_bin_edges(
     Notebook 04 draws these bins (the RoI widget) and grades the learner's version against them.
 
     Args:
-        rois (Tensor[K, 5]): (batch_index, x1, y1, x2, y2) in image pixels.
+        rois (Tensor[R, 5]): (batch_index, x1, y1, x2, y2) in image pixels.
         output_size ((h, w)): bins per RoI.
         spatial_scale (float): image pixels -> feature cells (1/16 for VGG16 conv5).
         height, width (int): the feature map's H x W (bins are clipped to it).
 
     Returns:
-        batch_index (Tensor[K] int64), hstart, hend (Tensor[K, h] int64), wstart, wend
-        (Tensor[K, w] int64): bin (i, j) of RoI k covers rows ``hstart[k, i] <= y < hend[k, i]`` and
+        batch_index (Tensor[R] int64), hstart, hend (Tensor[R, h] int64), wstart, wend
+        (Tensor[R, w] int64): bin (i, j) of RoI k covers rows ``hstart[k, i] <= y < hend[k, i]`` and
         columns ``wstart[k, j] <= x < wend[k, j]``; it is empty when either range is.
     """
     h, w = _output_size_pair(output_size)
     dtype = rois.dtype
-    x1, y1, x2, y2 = roi_cells(rois, spatial_scale).unbind(1)  # (K,) each, feature cells, inclusive
-    roi_h = (y2 - y1 + 1).clamp(min=1)  # (K,) degenerate boxes become 1 cell
+    x1, y1, x2, y2 = roi_cells(rois, spatial_scale).unbind(1)  # (R,) each, feature cells, inclusive
+    roi_h = (y2 - y1 + 1).clamp(min=1)  # (R,) degenerate boxes become 1 cell
     roi_w = (x2 - x1 + 1).clamp(min=1)
-    bin_h = roi_h.to(dtype) / h  # (K,) in the input dtype, as the kernel does
+    bin_h = roi_h.to(dtype) / h  # (R,) in the input dtype, as the kernel does
     bin_w = roi_w.to(dtype) / w
     i = torch.arange(h, dtype=dtype, device=rois.device)
     j = torch.arange(w, dtype=dtype, device=rois.device)
-    hstart = torch.floor(i * bin_h[:, None]).long() + y1[:, None]  # (K, h)
+    hstart = torch.floor(i * bin_h[:, None]).long() + y1[:, None]  # (R, h)
     hend = torch.ceil((i + 1) * bin_h[:, None]).long() + y1[:, None]
-    wstart = torch.floor(j * bin_w[:, None]).long() + x1[:, None]  # (K, w)
+    wstart = torch.floor(j * bin_w[:, None]).long() + x1[:, None]  # (R, w)
     wend = torch.ceil((j + 1) * bin_w[:, None]).long() + x1[:, None]
     return (
         rois[:, 0].long(),
@@ -148,7 +148,7 @@ def roi_pool(
     Args:
         input (Tensor[N, C, H, W]): feature maps, float32 or float64 (float16 and bfloat16 are
             pooled in float32 and returned in their own dtype, the same bits).
-        boxes (Tensor[K, 5] or list of N Tensor[L, 4]): (batch_index, x1, y1, x2, y2) RoIs, or
+        boxes (Tensor[R, 5] or list of N Tensor[P_i, 4]): (batch_index, x1, y1, x2, y2) RoIs, or
             per-image (x1, y1, x2, y2) boxes, in image pixels; same dtype and device as ``input``.
             A degenerate box (x2 < x1 or y2 < y1) is pooled as a 1-cell-wide/high RoI starting
             at x1 (y1), as torchvision does.
@@ -160,7 +160,7 @@ def roi_pool(
             result is the same bits either way; only the time differs (benchmarks, tests).
 
     Returns:
-        Tensor[K, C, h, w]: the pooled features; empty bins hold 0.
+        Tensor[R, C, h, w]: the pooled features; empty bins hold 0.
     """
     _check_input(input)
     if input.dtype in _LOW_PRECISION:
@@ -169,20 +169,20 @@ def roi_pool(
     h, w = _output_size_pair(output_size)
     levels = _check_table_levels(levels)
     spatial_scale = _check_scale(spatial_scale)
-    rois = _as_rois(input, boxes)  # (K, 5)
+    rois = _as_rois(input, boxes)  # (R, 5)
     N, C, H, W = input.shape
     if h == 0 or w == 0:  # as torchvision: an empty result, still part of the autograd graph
         return input.new_zeros((rois.shape[0], C, h, w)) + input.flatten()[:0].sum()
     batch_index, hstart, hend, wstart, wend = roi_bin_edges(rois, (h, w), spatial_scale, H, W)
-    K = rois.shape[0]
-    hstart = hstart[:, :, None].expand(K, h, w).reshape(K, h * w)  # (K, h*w), bins row-major
-    hend = hend[:, :, None].expand(K, h, w).reshape(K, h * w)
-    wstart = wstart[:, None, :].expand(K, h, w).reshape(K, h * w)
-    wend = wend[:, None, :].expand(K, h, w).reshape(K, h * w)
+    R = rois.shape[0]
+    hstart = hstart[:, :, None].expand(R, h, w).reshape(R, h * w)  # (R, h*w), bins row-major
+    hend = hend[:, :, None].expand(R, h, w).reshape(R, h * w)
+    wstart = wstart[:, None, :].expand(R, h, w).reshape(R, h * w)
+    wend = wend[:, None, :].expand(R, h, w).reshape(R, h * w)
     pooled = _BinMaxPool.apply(
         input, batch_index, hstart, hend, wstart, wend, levels
-    )  # (K, C, h*w)
-    return pooled.view(K, C, h, w)
+    )  # (R, C, h*w)
+    return pooled.view(R, C, h, w)
 
 
 class RoIPool(nn.Module):
@@ -201,7 +201,7 @@ class RoIPool(nn.Module):
         self.spatial_scale = _check_scale(spatial_scale)
 
     def forward(self, input: Tensor, boxes) -> Tensor:
-        """input (Tensor[N, C, H, W]), boxes (Tensor[K, 5] or list of Tensor[L, 4]) -> Tensor[K, C, h, w]."""
+        """input (Tensor[N, C, H, W]), boxes (Tensor[R, 5] or list of Tensor[P_i, 4]) -> Tensor[R, C, h, w]."""
         return roi_pool(input, boxes, self.output_size, self.spatial_scale)
 
     def extra_repr(self) -> str:
@@ -221,31 +221,31 @@ def spatial_pyramid_pool(
 
     Args:
         input (Tensor[N, C, H, W]): feature maps.
-        boxes (Tensor[K, 5] or list of N Tensor[L, 4]): RoIs in image pixels.
+        boxes (Tensor[R, 5] or list of N Tensor[P_i, 4]): RoIs in image pixels.
         levels (sequence of int): grid sizes, SPPnet's (6, 3, 2, 1) by default.
         spatial_scale (float): image pixels -> feature cells.
 
     Returns:
-        Tensor[K, C * sum(n * n)]: equal to
+        Tensor[R, C * sum(n * n)]: equal to
         ``torch.cat([roi_pool(input, boxes, n, spatial_scale).flatten(1) for n in levels], 1)``.
     """
     _check_input(input)
     levels = _check_levels(levels)
     spatial_scale = _check_scale(spatial_scale)
-    rois = _as_rois(input, boxes)  # (K, 5)
+    rois = _as_rois(input, boxes)  # (R, 5)
     N, C, H, W = input.shape
-    K = rois.shape[0]
+    R = rois.shape[0]
     parts = {"hs": [], "he": [], "ws": [], "we": []}
     for n in levels:
         batch_index, hs, he, ws, we = roi_bin_edges(rois, (n, n), spatial_scale, H, W)
-        parts["hs"].append(hs[:, :, None].expand(K, n, n).reshape(K, n * n))
-        parts["he"].append(he[:, :, None].expand(K, n, n).reshape(K, n * n))
-        parts["ws"].append(ws[:, None, :].expand(K, n, n).reshape(K, n * n))
-        parts["we"].append(we[:, None, :].expand(K, n, n).reshape(K, n * n))
-    bins = [torch.cat(parts[key], dim=1) for key in ("hs", "he", "ws", "we")]  # (K, sum n*n) each
-    pooled = _BinMaxPool.apply(input, batch_index, *bins, None)  # (K, C, sum n*n)
-    pieces = pooled.split([n * n for n in levels], dim=2)  # (K, C, n*n) per level
-    return torch.cat([p.reshape(K, C * p.shape[2]) for p in pieces], dim=1)  # (K, C * sum n*n)
+        parts["hs"].append(hs[:, :, None].expand(R, n, n).reshape(R, n * n))
+        parts["he"].append(he[:, :, None].expand(R, n, n).reshape(R, n * n))
+        parts["ws"].append(ws[:, None, :].expand(R, n, n).reshape(R, n * n))
+        parts["we"].append(we[:, None, :].expand(R, n, n).reshape(R, n * n))
+    bins = [torch.cat(parts[key], dim=1) for key in ("hs", "he", "ws", "we")]  # (R, sum n*n) each
+    pooled = _BinMaxPool.apply(input, batch_index, *bins, None)  # (R, C, sum n*n)
+    pieces = pooled.split([n * n for n in levels], dim=2)  # (R, C, n*n) per level
+    return torch.cat([p.reshape(R, C * p.shape[2]) for p in pieces], dim=1)  # (R, C * sum n*n)
 
 
 class SpatialPyramidPool(nn.Module):
@@ -265,7 +265,7 @@ class SpatialPyramidPool(nn.Module):
         return sum(n * n for n in self.levels)
 
     def forward(self, input: Tensor, boxes) -> Tensor:
-        """input (Tensor[N, C, H, W]), boxes -> Tensor[K, C * num_bins]."""
+        """input (Tensor[N, C, H, W]), boxes -> Tensor[R, C * num_bins]."""
         return spatial_pyramid_pool(input, boxes, self.levels, self.spatial_scale)
 
     def extra_repr(self) -> str:
@@ -295,7 +295,7 @@ def roi_pool_loop(
     ordinary indexing, so autograd does eq. 4's routing.
 
     Returns:
-        Tensor[K, C, h, w]; with ``return_argmax=True`` also Tensor[K, C, h, w] int64: the
+        Tensor[R, C, h, w]; with ``return_argmax=True`` also Tensor[R, C, h, w] int64: the
         argmax cell of each output as ``y * W + x`` in its image's plane (torchvision's
         convention), -1 where nothing was pooled.
     """
@@ -317,7 +317,7 @@ def roi_pool_loop(
         return (out, argmax) if return_argmax else out
     real = {torch.float32: np.float32, torch.float64: np.float64}[input.dtype]
     scale = real(spatial_scale)  # the kernel's T spatial_scale
-    corners = rois.cpu().numpy().astype(real)  # (K, 5)
+    corners = rois.cpu().numpy().astype(real)  # (R, 5)
 
     outputs, argmaxes = [], []
     for k in range(len(corners)):
@@ -348,13 +348,13 @@ def roi_pool_loop(
                 outputs.append(torch.where(valid, value, torch.full_like(value, -FLT_MAX)))
                 cell = (hs + where // (we - ws)) * W + ws + where % (we - ws)  # (C,) y * W + x
                 argmaxes.append(torch.where(valid, cell, -1).cpu())
-    K = len(corners)
-    if K == 0 or h * w == 0:  # still connected to input, so that backward() gives a zero gradient
-        out = input.new_zeros(K, C, h, w) + input.reshape(-1)[:0].sum()
-        return (out, torch.zeros(K, C, h, w, dtype=torch.long)) if return_argmax else out
-    out = torch.stack(outputs).view(K, h, w, C).permute(0, 3, 1, 2).contiguous()  # (K, C, h, w)
+    R = len(corners)
+    if R == 0 or h * w == 0:  # still connected to input, so that backward() gives a zero gradient
+        out = input.new_zeros(R, C, h, w) + input.reshape(-1)[:0].sum()
+        return (out, torch.zeros(R, C, h, w, dtype=torch.long)) if return_argmax else out
+    out = torch.stack(outputs).view(R, h, w, C).permute(0, 3, 1, 2).contiguous()  # (R, C, h, w)
     if return_argmax:
-        return out, torch.stack(argmaxes).view(K, h, w, C).permute(0, 3, 1, 2).contiguous()
+        return out, torch.stack(argmaxes).view(R, h, w, C).permute(0, 3, 1, 2).contiguous()
     return out
 
 
@@ -381,8 +381,8 @@ def roi_pool_workspace(
     h, w = _output_size_pair(output_size)
     rois = _as_rois(input, boxes)
     N, C, H, W = input.shape
-    K = rois.shape[0]
+    R = rois.shape[0]
     _, hs, he, ws, we = roi_bin_edges(rois, (h, w), _check_scale(spatial_scale), H, W)
-    hs, he = hs[:, :, None].expand(K, h, w), he[:, :, None].expand(K, h, w)  # (K, h, w)
-    ws, we = ws[:, None, :].expand(K, h, w), we[:, None, :].expand(K, h, w)
+    hs, he = hs[:, :, None].expand(R, h, w), he[:, :, None].expand(R, h, w)  # (R, h, w)
+    ws, we = ws[:, None, :].expand(R, h, w), we[:, None, :].expand(R, h, w)
     return _workspace_sizes(input, hs, he, ws, we)

@@ -67,7 +67,7 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def _float32(boxes):
-    """Tensor[K, 5] or a list of Tensor[L, 4] in float32 (exact for float16/bfloat16 corners)."""
+    """Tensor[R, 5] or a list of Tensor[P_i, 4] in float32 (exact for float16/bfloat16 corners)."""
     return [b.float() for b in boxes] if isinstance(boxes, (list, tuple)) else boxes.float()
 
 
@@ -84,20 +84,20 @@ def _check_scale(spatial_scale) -> float:
 
 
 def _as_rois(input: Tensor, boxes) -> Tensor:
-    """Validate ``boxes`` (Tensor[K, 5] or a list of per-image Tensor[L, 4]) and return Tensor[K, 5]."""
+    """Validate ``boxes`` (Tensor[R, 5] or a list of per-image Tensor[P_i, 4]) and return Tensor[R, 5]."""
     num_images = input.shape[0]
     if isinstance(boxes, (list, tuple)):
         if len(boxes) > num_images:
             raise ValueError(
                 f"boxes has {len(boxes)} per-image entries but input holds {num_images} images; "
-                "pass one Tensor[L, 4] per image."
+                "pass one Tensor[P_i, 4] per image."
             )
         for i, b in enumerate(boxes):
             if isinstance(b, Tensor) and b.device != input.device:
                 raise ValueError(
                     f"boxes[{i}] is on {b.device} but input is on {input.device}; move it with .to(input.device)."
                 )
-        rois = boxes_to_rois(list(boxes))  # (K, 5)
+        rois = boxes_to_rois(list(boxes))  # (R, 5)
         if len(boxes) == 0 or rois.shape[0] == 0:
             rois = rois.to(
                 device=input.device, dtype=input.dtype if rois.shape[0] == 0 else rois.dtype
@@ -108,15 +108,15 @@ def _as_rois(input: Tensor, boxes) -> Tensor:
             hint = ""
             if rois.dim() == 2 and rois.shape[1] == 4:
                 hint = (
-                    " It has 4 columns: per-image boxes are expected as a list, one Tensor[L, 4] "
+                    " It has 4 columns: per-image boxes are expected as a list, one Tensor[P_i, 4] "
                     "per image ([boxes] for one image), or use boxes_to_rois(list) to add the batch index."
                 )
             raise ValueError(
-                f"boxes must be Tensor[K, 5] (batch_index, x1, y1, x2, y2) or a list of per-image Tensor[L, 4]; got shape {tuple(rois.shape)}.{hint}"
+                f"boxes must be Tensor[R, 5] (batch_index, x1, y1, x2, y2) or a list of per-image Tensor[P_i, 4]; got shape {tuple(rois.shape)}.{hint}"
             )
     else:
         raise TypeError(
-            f"boxes must be Tensor[K, 5] (batch_index, x1, y1, x2, y2) or a list of per-image Tensor[L, 4]; got {type(boxes).__name__}."
+            f"boxes must be Tensor[R, 5] (batch_index, x1, y1, x2, y2) or a list of per-image Tensor[P_i, 4]; got {type(boxes).__name__}."
         )
     if not rois.is_floating_point():
         raise TypeError(

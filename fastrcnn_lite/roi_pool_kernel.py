@@ -3,8 +3,8 @@
 Data-flow stage: backbone feature map -> **region features** (-> heads). The public functions
 and the exact arithmetic this kernel reproduces (rounding, bins, ties, empty bins, backward)
 are in :mod:`fastrcnn_lite.roi_pool`; it hands this module every bin's extent in feature
-cells (``hstart, hend, wstart, wend``, Tensor[K, B]), and :class:`_BinMaxPool` returns the max
-of every bin for every channel, Tensor[K, C, B], with eq. 4's argmax routing as backward.
+cells (``hstart, hend, wstart, wend``, Tensor[R, B]), and :class:`_BinMaxPool` returns the max
+of every bin for every channel, Tensor[R, C, B], with eq. 4's argmax routing as backward.
 Taught in ``notebooks/04_roi_pooling.ipynb`` (the strategies and their timings).
 
 How it is vectorised (no loop over RoIs or bins)
@@ -142,9 +142,9 @@ def _build_levels(table: Tensor, shape: tuple[int, int, int], levels_y: int, lev
 class _BinMaxPool(torch.autograd.Function):
     """Max over rectangular bins of the feature map, with eq. 4's argmax routing as backward.
 
-    forward(input (Tensor[N, C, H, W]), batch_index (Tensor[K]), hstart, hend, wstart, wend
-    (Tensor[K, B]), levels ((levels_y, levels_x) or None: chosen by the cost model))
-    -> Tensor[K, C, B].
+    forward(input (Tensor[N, C, H, W]), batch_index (Tensor[R]), hstart, hend, wstart, wend
+    (Tensor[R, B]), levels ((levels_y, levels_x) or None: chosen by the cost model))
+    -> Tensor[R, C, B].
     """
 
     @staticmethod
@@ -152,12 +152,12 @@ class _BinMaxPool(torch.autograd.Function):
         pooled, argmax = _bin_max(input.detach(), batch_index, hstart, hend, wstart, wend, levels)
         ctx.save_for_backward(argmax)
         ctx.input_shape = tuple(input.shape)
-        return pooled  # (K, C, B)
+        return pooled  # (R, C, B)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_pooled):
-        (argmax,) = ctx.saved_tensors  # (K, C, B) int32
+        (argmax,) = ctx.saved_tensors  # (R, C, B) int32
         N, C, H, W = ctx.input_shape
         M = N * C * H * W
         grad = grad_pooled.new_zeros(M + 2)  # slots M, M + 1 collect the gradient of "no argmax"
@@ -209,24 +209,24 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
     """Max and row-major first argmax of every bin, for every channel.
 
     Args:
-        input (Tensor[N, C, H, W]); batch_index (Tensor[K]); hstart, hend, wstart, wend
-        (Tensor[K, B]): bin extents; levels ((levels_y, levels_x) or None): table levels,
+        input (Tensor[N, C, H, W]); batch_index (Tensor[R]); hstart, hend, wstart, wend
+        (Tensor[R, B]): bin extents; levels ((levels_y, levels_x) or None): table levels,
         None to let :func:`_choose_levels` pick them ((1, 1) is the direct max).
 
     Returns:
-        pooled (Tensor[K, C, B]): the max (0 for an empty bin, -FLT_MAX when no value could win).
-        argmax (Tensor[K, C, B] int32): ``((n * C + c) * H + y) * W + x`` of the winning cell, M
+        pooled (Tensor[R, C, B]): the max (0 for an empty bin, -FLT_MAX when no value could win).
+        argmax (Tensor[R, C, B] int32): ``((n * C + c) * H + y) * W + x`` of the winning cell, M
         for an empty bin, M + 1 when no value could win; M = N*C*H*W.
     """
     N, C, H, W = input.shape
-    K, B = hstart.shape
+    R, B = hstart.shape
     plane = H * W
     M = N * C * plane
     if M + 2 >= (1 << 31):
         raise ValueError(f"roi_pool supports feature maps of fewer than 2**31 elements; got {M}.")
     device = input.device
-    if K * C * B == 0:  # nothing to pool (K = 0)
-        return input.new_zeros(K, C, B), torch.empty(K, C, B, dtype=torch.int32, device=device)
+    if R * C * B == 0:  # nothing to pool (R = 0)
+        return input.new_zeros(R, C, B), torch.empty(R, C, B, dtype=torch.int32, device=device)
     # Only cells that some bin covers can win: the keys and the table are made for the box of
     # rows y0:y1 and columns x0:x1 that holds every non-empty bin (all of the map for many RoIs,
     # a small part for a few); positions stay those of the whole map.
@@ -255,7 +255,7 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
     low_row_pos = _LOW_BITS - cell.view(rows)  # (rows,) for cell (n, y, x) of the window
     channel_pos = arange(C) * plane  # (C,)
 
-    tall = (hend - hstart).clamp(min=0)  # (K, B)
+    tall = (hend - hstart).clamp(min=0)  # (R, B)
     wide = (wend - wstart).clamp(min=0)
     levels_y, levels_x = _choose_levels(tall, wide, rows) if levels is None else levels
     levels_y, levels_x = min(levels_y, Hc.bit_length() or 1), min(levels_x, Wc.bit_length() or 1)
@@ -270,23 +270,23 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
         (N, Hc, Wc),
         (levels_y, levels_x),
         empty_row,
-    )  # (Lmax, K*B), (K*B,)
+    )  # (Lmax, R*B), (R*B,)
     block_c, block_k = _block_sizes(C, rows, num_levels, B)
-    order_bins, back, reading = _chunk_plan(count, K, B, block_k)
-    lookups = lookups[:, order_bins]  # (Lmax, K*B): chunk by chunk, bins with most lookups first
-    chunk = min(K, block_k) * B * block_c
+    order_bins, back, reading = _chunk_plan(count, R, B, block_k)
+    lookups = lookups[:, order_bins]  # (Lmax, R*B): chunk by chunk, bins with most lookups first
+    chunk = min(R, block_k) * B * block_c
     table_buf = torch.empty((empty_row + 1) * block_c, dtype=torch.int64, device=device)
     best_buf = torch.empty(chunk, dtype=torch.int64, device=device)
     read_buf = torch.empty(chunk, dtype=torch.int64, device=device)  # one lookup; then unsorted
     low_word = 0 if sys.byteorder == "little" else 1  # the int32 half of a key holding ~position
-    argmax = torch.empty(K, C, B, dtype=torch.int32, device=device)
-    pooled = input.new_empty(K, C, B)
+    argmax = torch.empty(R, C, B, dtype=torch.int32, device=device)
+    pooled = input.new_empty(R, C, B)
     chunks = []  # (k0, k1, [table rows of lookup t for the prefix of bins that make it])
-    for j, k0 in enumerate(range(0, K, block_k)):
+    for j, k0 in enumerate(range(0, R, block_k)):
         s0 = k0 * B
-        reads = [lookups[0, s0 : min(k0 + block_k, K) * B]]
+        reads = [lookups[0, s0 : min(k0 + block_k, R) * B]]
         reads += [lookups[t, s0 : s0 + m] for t, m in enumerate(reading[j][1:], start=1) if m]
-        chunks.append((k0, min(k0 + block_k, K), reads))
+        chunks.append((k0, min(k0 + block_k, R), reads))
     for c0 in range(0, C, block_c):  # channel blocks keep the table small (cache, no page faults)
         c1 = min(c0 + block_c, C)
         width = c1 - c0
@@ -331,7 +331,7 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
                 )  # (k, Cb, B) values
     if not decode:  # gather: the input, then 0 (slot M) and -FLT_MAX (slot M + 1)
         values = torch.cat([input.reshape(-1), input.new_tensor([0.0, -FLT_MAX])])  # (M + 2,)
-        torch.index_select(values, 0, argmax.view(-1), out=pooled.view(-1))  # (K*C*B,)
+        torch.index_select(values, 0, argmax.view(-1), out=pooled.view(-1))  # (R*C*B,)
     return pooled, argmax
 
 
@@ -344,20 +344,20 @@ def _workspace_sizes(
     """Bytes :func:`_bin_max` and the backward allocate (see :func:`fastrcnn_lite.roi_pool.roi_pool_workspace`).
 
     Args:
-        input (Tensor[N, C, H, W]); hs, he, ws, we (Tensor[K, h, w] int64): bin extents, clipped
+        input (Tensor[N, C, H, W]); hs, he, ws, we (Tensor[R, h, w] int64): bin extents, clipped
             to the map.
     """
     N, C, H, W = input.shape
-    K, h, w = hs.shape
+    R, h, w = hs.shape
     B = h * w
     tall, wide = (he - hs).clamp(min=0), (we - ws).clamp(min=0)
     y0, y1, x0, x1 = _covered_box(hs, he, ws, we)
     rows = N * (y1 - y0) * (x1 - x0)  # the window of the map that the bins cover
     levels_y, levels_x = _choose_levels(tall, wide, rows)
-    lmax = int(_lookup_counts(tall, wide, levels_y, levels_x).max()) if K else 1
+    lmax = int(_lookup_counts(tall, wide, levels_y, levels_x).max()) if R else 1
     block_c, block_k = _block_sizes(C, rows, levels_y * levels_x, B)
     item = input.element_size()
-    chunk = min(K, block_k) * B * block_c
+    chunk = min(R, block_k) * B * block_c
     # The values are decoded from the keys unless the map holds -0.0 or values that cannot win
     # (or is float64): then a copy of the input is gathered from.
     negative_zero = bool(((input == 0) & input.signbit()).any())
@@ -369,14 +369,14 @@ def _workspace_sizes(
         + rows * (block_c if input.dtype == torch.float32 else C) * 4,
         "table": (levels_y * levels_x * rows + 1) * block_c * 8,
         "gather": chunk * (8 + 8 + 4),  # running max keys, one lookup's keys, decoded positions
-        "bins": K * B * (lmax + 8) * 8,  # lookup rows (before and after the sort), order, counts
-        "argmax": K * C * B * 4,
+        "bins": R * B * (lmax + 8) * 8,  # lookup rows (before and after the sort), order, counts
+        "argmax": R * C * B * 4,
         "backward": (N * C * H * W + 2) * item,  # the gradient buffer
     }
     forward = sum(sizes[key] for key in ("values", "table", "gather", "bins", "argmax"))
     sizes["extra"] = max(forward, sizes["argmax"] + sizes["backward"])  # peak beyond the output
-    sizes["output"] = K * C * B * item
-    sizes["torchvision_extra"] = K * C * B * 4
+    sizes["output"] = R * C * B * item
+    sizes["torchvision_extra"] = R * C * B * 4
     sizes["levels"] = levels_y * levels_x
     sizes["block_channels"] = block_c
     return sizes

@@ -87,7 +87,7 @@ def _choose_levels(tall: Tensor, wide: Tensor, rows: int) -> tuple[int, int]:
     (at most four lookups per bin). All candidates are evaluated at once (a matrix product).
 
     Args:
-        tall, wide (Tensor[K, ...] int64): bin heights and widths in cells (0: empty).
+        tall, wide (Tensor[R, ...] int64): bin heights and widths in cells (0: empty).
         rows (int): cells of the window the table covers.
     """
     if tall.numel() == 0:
@@ -116,30 +116,30 @@ def _lookup_rows(batch_index, hstart, hend, wstart, wend, shape, levels, empty_r
     """Table rows each bin reads, in the order of a row-major scan of its blocks.
 
     Args:
-        batch_index (Tensor[K]); hstart, hend, wstart, wend (Tensor[K, B]): bin extents.
+        batch_index (Tensor[R]); hstart, hend, wstart, wend (Tensor[R, B]): bin extents.
         shape: (N, H, W); levels: (levels_y, levels_x) of the table; empty_row: the table row
             that holds the empty-bin key.
 
     Returns:
-        rows (Tensor[Lmax, K*B] int64): lookup t of bin q is ``rows[t, q]`` for ``t < count[q]``
-        (beyond, the entry is unused); count (Tensor[K*B] int64): lookups per bin, >= 1.
+        rows (Tensor[Lmax, R*B] int64): lookup t of bin q is ``rows[t, q]`` for ``t < count[q]``
+        (beyond, the entry is unused); count (Tensor[R*B] int64): lookups per bin, >= 1.
     """
     N, H, W = shape
     levels_y, levels_x = levels
-    tall = (hend - hstart).clamp(min=0).flatten()  # (K*B,)
+    tall = (hend - hstart).clamp(min=0).flatten()  # (R*B,)
     wide = (wend - wstart).clamp(min=0).flatten()
     ky, ny = _blocks_per_bin(tall, levels_y)
     kx, nx = _blocks_per_bin(wide, levels_x)
-    count = (ny * nx).clamp(min=1)  # (K*B,)
+    count = (ny * nx).clamp(min=1)  # (R*B,)
     lmax = int(count.max())
     t = torch.arange(lmax, device=tall.device)[:, None]  # (Lmax, 1)
     nx1 = nx.clamp(min=1)
     # block (r, q) of the ny x nx cover: its top row and left column, the last one flush with the bin
-    top = hstart.flatten() + torch.minimum((t // nx1) << ky, tall - (1 << ky))  # (Lmax, K*B)
+    top = hstart.flatten() + torch.minimum((t // nx1) << ky, tall - (1 << ky))  # (Lmax, R*B)
     left = wstart.flatten() + torch.minimum((t % nx1) << kx, wide - (1 << kx))
-    image = batch_index[:, None].expand(hstart.shape).flatten()  # (K*B,)
-    plane = ((ky * levels_x + kx) * N + image) * H  # (K*B,)
-    rows = (plane + top) * W + left  # (Lmax, K*B)
+    image = batch_index[:, None].expand(hstart.shape).flatten()  # (R*B,)
+    plane = ((ky * levels_x + kx) * N + image) * H  # (R*B,)
+    rows = (plane + top) * W + left  # (Lmax, R*B)
     return rows.masked_fill_(((tall == 0) | (wide == 0))[None], empty_row), count
 
 
@@ -147,13 +147,13 @@ def _covered_box(hstart, hend, wstart, wend) -> tuple[int, int, int, int]:
     """Rows y0:y1 and columns x0:x1 of the smallest box that holds every non-empty bin.
 
     Args:
-        hstart, hend, wstart, wend (Tensor[K, B] or Tensor[K, h, w]): bin extents, clipped
+        hstart, hend, wstart, wend (Tensor[R, B] or Tensor[R, h, w]): bin extents, clipped
             to the map.
 
     Returns:
         (y0, y1, x0, x1); (0, 0, 0, 0) when every bin is empty.
     """
-    nonempty = (hend > hstart) & (wend > wstart)  # (K, B)
+    nonempty = (hend > hstart) & (wend > wstart)  # (R, B)
     if not bool(nonempty.any()):
         return 0, 0, 0, 0
     big = torch.iinfo(hstart.dtype).max
@@ -170,19 +170,19 @@ def _block_sizes(C: int, rows: int, num_levels: int, B: int) -> tuple[int, int]:
     return channels, rois
 
 
-def _chunk_plan(count: Tensor, K: int, B: int, block_k: int):
+def _chunk_plan(count: Tensor, R: int, B: int, block_k: int):
     """Sort each chunk's bins by lookup count, most first, so that lookup t reads a prefix.
 
     Returns:
-        order (Tensor[K*B]): the bins, chunk by chunk, each chunk sorted by count (descending);
-        back (Tensor[K*B]): position of bin q within its chunk's sorted order (to undo the sort);
+        order (Tensor[R*B]): the bins, chunk by chunk, each chunk sorted by count (descending);
+        back (Tensor[R*B]): position of bin q within its chunk's sorted order (to undo the sort);
         reading (list of lists): ``reading[j][t]`` = bins of chunk j that make lookup t.
     """
     lmax = int(count.max())
-    chunk = torch.arange(K * B, device=count.device) // (block_k * B)  # (K*B,)
+    chunk = torch.arange(R * B, device=count.device) // (block_k * B)  # (R*B,)
     order = torch.argsort(chunk * (lmax + 1) + (lmax - count))  # chunk first, then count desc
     back = torch.empty_like(order)
-    back[order] = torch.arange(K * B, device=count.device)
+    back[order] = torch.arange(R * B, device=count.device)
     back -= chunk * (block_k * B)  # position within the chunk
     num_chunks = int(chunk[-1]) + 1
     histogram = torch.bincount(chunk * (lmax + 1) + count, minlength=num_chunks * (lmax + 1))

@@ -33,7 +33,7 @@ from .sampling import match_proposals
 from .sppnet_cache import cached_pyramids
 from .voc import gt_for_training
 
-__all__ = ["spp_fc", "finetune_spp_fc"]
+__all__ = ["spp_fc", "finetune_iterations", "finetune_spp_fc"]
 
 
 def spp_fc(backbone: Backbone, levels: Sequence[int], init_std: float = 0.01) -> nn.Sequential:
@@ -79,6 +79,15 @@ class _SPPClassifier(nn.Module):
         return self.cls_score(self.fc(pyramids))
 
 
+def finetune_iterations(cfg: Config, backbone_name: str) -> int:
+    """SGD iterations of SPPnet's fc fine-tuning by default: 600 for the small backbone (the embedded
+    profile's time budget), ``cfg.max_iters`` otherwise.
+
+    No notebook: the fine-tuning uses it, and notebook 07's protocol table reports it.
+    """
+    return 600 if backbone_name == "small" else cfg.max_iters
+
+
 def finetune_spp_fc(
     fc: nn.Module,
     backbone: Backbone,
@@ -111,7 +120,7 @@ def finetune_spp_fc(
         trained in place.
     """
     start = time.perf_counter()
-    iters = iters if iters is not None else (600 if backbone.name == "small" else cfg.max_iters)
+    iters = iters if iters is not None else finetune_iterations(cfg, backbone.name)
     lr = lr if lr is not None else cfg.lr
     gen = torch.Generator().manual_seed(cfg.seed)
     feats, labels = [], []
