@@ -1,4 +1,4 @@
-"""PASCAL VOC detection evaluation: matching, precision/recall, AP and mAP, results files.
+"""PASCAL VOC detection evaluation: matching, precision/recall, AP and mAP.
 
 Data-flow stage: **evaluation** (the last stage). Every system in the course (R-CNN, SPPnet,
 Fast R-CNN) is scored here, the way the paper's tables are (Fast R-CNN section 4, VOC 2007 test

@@ -1,4 +1,4 @@
-"""The vectorised RoI max-pooling kernel: order keys, a range-max table, its cost model, autograd.
+"""The vectorised RoI max-pooling kernel: order keys, a range-max table, the autograd Function.
 
 Data-flow stage: backbone feature map -> **region features** (-> heads). The public functions
 and the exact arithmetic this kernel reproduces (rounding, bins, ties, empty bins, backward)

@@ -374,10 +374,10 @@ def test_bad_input_messages():
     rois = torch.tensor([[0.0, 1, 1, 5, 5]])
     with pytest.raises(
         ValueError,
-        match=r"Tensor\[K, 5\].*got shape \(1, 4\).*per-image boxes are expected as a list",
+        match=r"Tensor\[R, 5\].*got shape \(1, 4\).*per-image boxes are expected as a list",
     ):
         roi_pool(x, rois[:, 1:], 2)
-    with pytest.raises(ValueError, match=r"Tensor\[K, 5\].*got shape \(5,\)"):
+    with pytest.raises(ValueError, match=r"Tensor\[R, 5\].*got shape \(5,\)"):
         roi_pool(x, rois[0], 2)
     with pytest.raises(TypeError, match="boxes must be Tensor.*got ndarray"):
         roi_pool(x, rois.numpy(), 2)
