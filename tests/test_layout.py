@@ -18,7 +18,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fastrcnn_lite"
 SUB_PACKAGES = ("teaching", "experiments")
 # Third-party libraries that may be imported inside a function: heavy, or only needed by the
 # function that draws or displays (the command-line tools start without them).
-LAZY_OK = ("matplotlib", "matplotlib_inline", "IPython", "ipywidgets", "tqdm.notebook", "torchvision", "cv2")
+LAZY_OK = (
+    "matplotlib",
+    "matplotlib_inline",
+    "IPython",
+    "ipywidgets",
+    "tqdm.notebook",
+    "torchvision",
+    "cv2",
+)
 MAX_LINES = 450  # "under ~400 lines, a sitting", with some slack for docstrings
 
 
