@@ -103,15 +103,15 @@ def write_summary(results: list[dict]) -> Path:
             comp_html += "<p><img src='comparison.png' style='max-width: 100%'></p>"
     ablations = REPORTS / "ablations.json"
     if ablations.is_file():
-        rows = json.loads(ablations.read_text())["rows"]
-        cols = list(rows[0].keys()) if rows else []
+        ablation_rows = json.loads(ablations.read_text())["rows"]  # not `rows`: the notebooks'
+        cols = list(ablation_rows[0].keys()) if ablation_rows else []
         title = "The paper's ablations, in kind (notebook 07, section 9)"
         md += ["", f"## {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        md += ["| " + " | ".join(str(row[c]) for c in cols) + " |" for row in rows]
+        md += ["| " + " | ".join(str(row[c]) for c in cols) + " |" for row in ablation_rows]
         head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
         body = "".join(
             "<tr>" + "".join(f"<td>{html.escape(str(row[c]))}</td>" for c in cols) + "</tr>"
-            for row in rows
+            for row in ablation_rows
         )
         comp_html += f"<h2>{html.escape(title)}</h2><table><tr>{head}</tr>{body}</table>"
     (REPORTS / "summary.md").write_text("\n".join(md) + "\n")
