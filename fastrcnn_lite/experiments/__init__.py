@@ -17,6 +17,8 @@
     bench_detectors.py ... the three systems' test time at the paper's geometry (``python -m
                            fastrcnn_lite.bench detectors``)
     workloads.py ......... the benchmarks' synthetic proposals
+    protocol.py .......... the comparison's protocol table: each system's setting, the papers',
+                           whom each difference favours (notebook 07)
 
 The stages and systems never import from here.
 """

@@ -2,6 +2,7 @@
 
     viz.py ............... drawing: images with boxes, proposals, detections
     curve_plots.py ....... a training loss curve, a precision-recall curve (notebooks 02, 03, 05)
+    data_plots.py ........ proposal recall curves, samples of the embedded dataset (notebook 01)
     box_widgets.py ....... the IoU widget (notebook 00)
     roi_views.py ......... RoI pooling's bins, argmax cells and gradient routing (notebook 04)
     roi_figures.py ....... RoI pooling's static figures and readouts (notebook 04)
