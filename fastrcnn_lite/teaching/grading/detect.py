@@ -89,163 +89,98 @@ def check_detect(fn: Callable, random_cases: int = 10) -> str:
     def logits_for(*rows):  # probabilities -> logits
         return torch.tensor(rows).log()
 
+    def call(logits, deltas, boxes, means=zeros2, stds=ones2, score=0.05, nms=0.3, cap=100):
+        """The arguments of one call: (class_logits, box_deltas, proposals, image_size,
+        box_means, box_stds, score_thresh, nms_thresh, detections_per_img)."""
+        return (logits, deltas, boxes, size, means, stds, score, nms, cap)
+
     box = torch.tensor([[20.0, 20.0, 60.0, 60.0]])
     overlapping = torch.tensor([[20.0, 20.0, 60.0, 60.0], [24.0, 20.0, 64.0, 60.0]])  # IoU 0.82
     medium = torch.tensor([[20.0, 20.0, 60.0, 60.0], [36.0, 20.0, 76.0, 60.0]])  # IoU 0.43
     cases = [
         Case(
             "one proposal, class 2 wins",
-            (
-                logits_for([0.1, 0.2, 0.7]),
-                torch.zeros(1, 8),
-                box,
-                size,
-                zeros2,
-                ones2,
-                0.05,
-                0.3,
-                100,
-            ),
+            call(logits_for([0.1, 0.2, 0.7]), torch.zeros(1, 8), box),
             hint="Scores are the softmax of class_logits; column 0 is background, columns 1..K the "
             "classes (labels 1..K). Keep every class above score_thresh, not only the best.",
         ),
         Case(
             "background wins: nothing above the score threshold",
-            (
-                logits_for([0.97, 0.02, 0.01]),
-                torch.zeros(1, 8),
-                box,
-                size,
-                zeros2,
-                ones2,
-                0.05,
-                0.3,
-                100,
-            ),
+            call(logits_for([0.97, 0.02, 0.01]), torch.zeros(1, 8), box),
             hint="Drop the background column before thresholding: a background RoI is no detection.",
         ),
         Case(
             "each class uses its own deltas",
-            (
+            call(
                 logits_for([0.1, 0.5, 0.4]),
                 torch.tensor([[0.1, 0.0, 0.0, 0.0, -0.1, 0.0, 0.2, 0.0]]),
                 box,
-                size,
-                zeros2,
-                ones2,
-                0.05,
-                0.3,
-                100,
             ),
             hint="Class k's deltas are columns 4(k - 1) to 4k of box_deltas: one box per class.",
-        ),  # fmt: skip
+        ),
         Case(
             "deltas are normalised: un-normalise with means and stds",
-            (
+            call(
                 logits_for([0.1, 0.9, 0.0 + 1e-6]),
                 torch.tensor([[1.0, -1.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0]]),
                 box,
-                size,
-                torch.tensor([[0.05, 0.0, 0.1, 0.0]] * 2),
-                torch.tensor([[0.1, 0.1, 0.2, 0.2]] * 2),
-                0.05,
-                0.3,
-                100,
+                means=torch.tensor([[0.05, 0.0, 0.1, 0.0]] * 2),
+                stds=torch.tensor([[0.1, 0.1, 0.2, 0.2]] * 2),
             ),
             hint="Before decoding: deltas * box_stds[k - 1] + box_means[k - 1] (the targets were "
             "normalised in training).",
-        ),  # fmt: skip
+        ),
         Case(
             "boxes pushed past the image border are clipped",
-            (
+            call(
                 logits_for([0.1, 0.9, 1e-6]),
                 torch.tensor([[-0.3, -0.4, 0.3, 0.3, 0.0, 0.0, 0.0, 0.0]]),
                 torch.tensor([[2.0, 4.0, 40.0, 50.0]]),
-                size,
-                zeros2,
-                ones2,
-                0.05,
-                0.3,
-                100,
             ),
             hint="Clip x to [0, width] and y to [0, height]; image_size is (height, width).",
-        ),  # fmt: skip
+        ),
         Case(
             "two overlapping boxes of one class: NMS keeps the better",
-            (
-                logits_for([0.1, 0.8, 0.1], [0.2, 0.7, 0.1]),
-                torch.zeros(2, 8),
-                overlapping,
-                size,
-                zeros2,
-                ones2,
-                0.05,
-                0.3,
-                100,
-            ),
+            call(logits_for([0.1, 0.8, 0.1], [0.2, 0.7, 0.1]), torch.zeros(2, 8), overlapping),
             hint="Run NMS per class (IoU > nms_thresh suppresses), highest score first.",
-        ),  # fmt: skip
+        ),
         Case(
             "two overlapping boxes of different classes: per-class NMS keeps both",
-            (
+            call(
                 logits_for([0.1, 0.85, 0.05], [0.1, 0.05, 0.85]),
                 torch.zeros(2, 8),
                 overlapping,
-                size,
-                zeros2,
-                ones2,
-                0.5,
-                0.3,
-                100,
+                score=0.5,
             ),
             hint="Boxes of different classes never suppress each other (batched_nms with the labels).",
-        ),  # fmt: skip
+        ),
         Case(
             "IoU 0.43: above the paper's NMS threshold 0.3",
-            (
-                logits_for([0.1, 0.8, 0.1], [0.2, 0.7, 0.1]),
-                torch.zeros(2, 8),
-                medium,
-                size,
-                zeros2,
-                ones2,
-                0.05,
-                0.3,
-                100,
-            ),
+            call(logits_for([0.1, 0.8, 0.1], [0.2, 0.7, 0.1]), torch.zeros(2, 8), medium),
             hint="Use nms_thresh (0.3 in the paper), not 0.5.",
-        ),  # fmt: skip
+        ),
         Case(
             "at most detections_per_img, the best first",
-            (
+            call(
                 torch.randn(30, 3, generator=g),
                 torch.randn(30, 8, generator=g) * 0.1,
                 random_boxes(30, g, torch.float32),
-                size,
-                zeros2,
-                ones2,
-                0.05,
-                0.3,
-                5,
+                cap=5,
             ),
             hint="After NMS keep the detections_per_img highest-scoring detections of all classes.",
-        ),  # fmt: skip
+        ),
     ]
     for _ in range(random_cases):
         p, k = 40, 3
         cases.append(
             Case(
                 "40 random proposals, 3 classes",
-                (
+                call(
                     torch.randn(p, k + 1, generator=g) * 2,
                     torch.randn(p, 4 * k, generator=g),
                     random_boxes(p, g, torch.float32),
-                    size,
-                    torch.randn(k, 4, generator=g) * 0.02,
-                    torch.rand(k, 4, generator=g) * 0.1 + 0.1,
-                    0.05,
-                    0.3,
-                    100,
+                    means=torch.randn(k, 4, generator=g) * 0.02,
+                    stds=torch.rand(k, 4, generator=g) * 0.1 + 0.1,
                 ),
             )
         )
