@@ -15,6 +15,8 @@ __all__ = [
     "FIG2_SVD",
     "FIG3_PROPOSALS",
     "TABLE8_SOFTMAX_SVM",
+    "TABLE6_MULTITASK",
+    "TABLE7_SCALES",
 ]
 
 # Table 4: training and testing time, and mAP, with VGG16 on VOC07 (test time excludes proposals).
@@ -97,4 +99,20 @@ TABLE8_SOFTMAX_SVM = {
     "S": {"svm": 56.3, "softmax": 57.1},
     "M": {"svm": 58.7, "softmax": 59.2},
     "L": {"svm": 66.8, "softmax": 66.9},
+}
+
+# Table 6 (section 5.1): multi-task training vs stage-wise training (classification first, then
+# the box regressor alone), both tested with box regression, mAP on VOC07 test per network.
+# (The paper's columns without test-time box regression are not recorded here.)
+TABLE6_MULTITASK = {
+    "S": {"stage_wise": 54.6, "multi_task": 57.1},
+    "M": {"stage_wise": 56.6, "multi_task": 59.2},
+    "L": {"stage_wise": 64.0, "multi_task": 66.9},
+}
+
+# Table 7 (section 5.2): trained and tested at one scale (shorter side 600) vs five scales
+# {480, 576, 688, 864, 1200}, mAP on VOC07 test and test seconds per image (S only).
+TABLE7_SCALES = {
+    "S": {"single": 57.1, "five": 58.4, "single_seconds": 0.10, "five_seconds": 0.39},
+    "M": {"single": 59.2, "five": 60.7},
 }
