@@ -323,12 +323,12 @@ class FastRCNN(nn.Module):
             features = self.body(scaled_image[None])  # (1, C, H', W')
             pooled.append(self.pool(features, [scaled_props]))  # (P_l, C, h, w)
             order.append(index)
+        if len(pooled) == 1:  # one scale pooled every proposal, in order (torch.where sorts)
+            return self.head(pooled[0])
         # Back into proposal order: (P, C, h, w).
-        pooled_all = torch.empty(
-            (len(proposals), *pooled[0].shape[1:]), device=pooled[0].device, dtype=pooled[0].dtype
-        )
-        pooled_all[torch.cat(order).to(pooled_all.device)] = torch.cat(pooled)
-        return self.head(pooled_all)
+        stacked = torch.cat(pooled)
+        index = torch.cat(order).to(stacked.device)
+        return self.head(torch.empty_like(stacked).index_copy_(0, index, stacked))
 
     @torch.no_grad()
     def detect_image(

@@ -52,7 +52,7 @@ from .roi_pool_args import (
     _float32,
     _output_size_pair,
 )
-from .roi_pool_kernel import FLT_MAX, _BinMaxPool, _workspace_sizes
+from .roi_pool_kernel import FLT_MAX, _workspace_sizes, bin_max_pool
 
 __all__ = [
     "roi_pool",
@@ -179,9 +179,7 @@ def roi_pool(
     hend = hend[:, :, None].expand(R, h, w).reshape(R, h * w)
     wstart = wstart[:, None, :].expand(R, h, w).reshape(R, h * w)
     wend = wend[:, None, :].expand(R, h, w).reshape(R, h * w)
-    pooled = _BinMaxPool.apply(
-        input, batch_index, hstart, hend, wstart, wend, levels
-    )  # (R, C, h*w)
+    pooled = bin_max_pool(input, batch_index, hstart, hend, wstart, wend, levels)  # (R, C, h*w)
     return pooled.view(R, C, h, w)
 
 
@@ -243,7 +241,7 @@ def spatial_pyramid_pool(
         parts["ws"].append(ws[:, None, :].expand(R, n, n).reshape(R, n * n))
         parts["we"].append(we[:, None, :].expand(R, n, n).reshape(R, n * n))
     bins = [torch.cat(parts[key], dim=1) for key in ("hs", "he", "ws", "we")]  # (R, sum n*n) each
-    pooled = _BinMaxPool.apply(input, batch_index, *bins, None)  # (R, C, sum n*n)
+    pooled = bin_max_pool(input, batch_index, *bins, None)  # (R, C, sum n*n)
     pieces = pooled.split([n * n for n in levels], dim=2)  # (R, C, n*n) per level
     return torch.cat([p.reshape(R, C * p.shape[2]) for p in pieces], dim=1)  # (R, C * sum n*n)
 

@@ -205,13 +205,28 @@ def _rank_order(values: Tensor) -> Tensor:
     return ordered.masked_fill_(~valid, _CANNOT_WIN)
 
 
-def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None):
+def bin_max_pool(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None) -> Tensor:
+    """Max of every bin for every channel, Tensor[R, C, B]: :class:`_BinMaxPool` when a gradient
+    will flow back to ``input``, else :func:`_bin_max` without the argmax (values only).
+
+    No notebook: ``roi_pool`` and ``spatial_pyramid_pool`` call it.
+    """
+    if torch.is_grad_enabled() and input.requires_grad:
+        return _BinMaxPool.apply(input, batch_index, hstart, hend, wstart, wend, levels)
+    return _bin_max(input, batch_index, hstart, hend, wstart, wend, levels, with_argmax=False)[0]
+
+
+def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None, with_argmax=True):
     """Max and row-major first argmax of every bin, for every channel.
 
     Args:
         input (Tensor[N, C, H, W]); batch_index (Tensor[R]); hstart, hend, wstart, wend
         (Tensor[R, B]): bin extents; levels ((levels_y, levels_x) or None): table levels,
         None to let :func:`_choose_levels` pick them ((1, 1) is the direct max).
+        with_argmax: False when no backward will need the argmax (inference). Then, where the
+            keys' values would be decoded anyway (float32 without -0.0, NaN, -inf or -FLT_MAX),
+            the table holds the float values themselves: the same max, half the bytes of the
+            int64 keys and no key arithmetic. The argmax returned is then None.
 
     Returns:
         pooled (Tensor[R, C, B]): the max (0 for an empty bin, -FLT_MAX when no value could win).
@@ -271,15 +286,17 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
         (levels_y, levels_x),
         empty_row,
     )  # (Lmax, R*B), (R*B,)
+    values_only = decode and not with_argmax  # a float table: max of values, no positions
     block_c, block_k = _block_sizes(C, rows, num_levels, B)
     order_bins, back, reading = _chunk_plan(count, R, B, block_k)
     lookups = lookups[:, order_bins]  # (Lmax, R*B): chunk by chunk, bins with most lookups first
     chunk = min(R, block_k) * B * block_c
-    table_buf = torch.empty((empty_row + 1) * block_c, dtype=torch.int64, device=device)
-    best_buf = torch.empty(chunk, dtype=torch.int64, device=device)
-    read_buf = torch.empty(chunk, dtype=torch.int64, device=device)  # one lookup; then unsorted
+    table_type = input.dtype if values_only else torch.int64
+    table_buf = torch.empty((empty_row + 1) * block_c, dtype=table_type, device=device)
+    best_buf = torch.empty(chunk, dtype=table_type, device=device)
+    read_buf = torch.empty(chunk, dtype=table_type, device=device)  # one lookup; then unsorted
     low_word = 0 if sys.byteorder == "little" else 1  # the int32 half of a key holding ~position
-    argmax = torch.empty(R, C, B, dtype=torch.int32, device=device)
+    argmax = None if values_only else torch.empty(R, C, B, dtype=torch.int32, device=device)
     pooled = input.new_empty(R, C, B)
     chunks = []  # (k0, k1, [table rows of lookup t for the prefix of bins that make it])
     for j, k0 in enumerate(range(0, R, block_k)):
@@ -291,7 +308,11 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
         c1 = min(c0 + block_c, C)
         width = c1 - c0
         table = table_buf[: (empty_row + 1) * width].view(empty_row + 1, width)
-        if order is None:  # float32: order integers of this block of channels
+        if values_only:  # level 0 is the values, (N, Hc*Wc, Cb); an empty bin reads 0
+            cells = window[:, c0:c1].reshape(N, width, Hc * Wc).transpose(1, 2)
+            table[:rows].view(N, Hc * Wc, width).copy_(cells)
+            table[empty_row] = 0.0
+        elif order is None:  # float32: order integers of this block of channels
             block = _order_block(bits[:, c0:c1].reshape(N, width, Hc * Wc))  # (N, Cb, Hc*Wc)
             if has_negative_zero:
                 block.masked_fill_(block == -1, 0)  # -0.0 == +0.0
@@ -300,11 +321,13 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
                 block.masked_fill_(invalid, _CANNOT_WIN)
         else:
             block = order[:, c0:c1]  # (N, Cb, Hc*Wc)
-        _fill_keys(table[:rows], block, low_row_pos, channel_pos[c0:c1])
+        if not values_only:
+            _fill_keys(table[:rows], block, low_row_pos, channel_pos[c0:c1])
         if not all_valid:  # cells that can never win: below every key, slot M + 1 (-FLT_MAX)
             invalid = (block == _CANNOT_WIN).transpose(1, 2)  # (N, Hc*Wc, Cb)
             table[:rows].view(N, Hc * Wc, width).masked_fill_(invalid, _key(_CANNOT_WIN, M + 1))
-        table[empty_row] = _key(0, M)  # an empty bin: value 0 (slot M)
+        if not values_only:
+            table[empty_row] = _key(0, M)  # an empty bin: value 0 (slot M)
         _build_levels(table, (N, Hc, Wc), levels_y, levels_x)
         for k0, k1, reads in chunks:  # chunks of RoIs bound the buffers
             s0, s1 = k0 * B, k1 * B
@@ -319,6 +342,9 @@ def _bin_max(input: Tensor, batch_index, hstart, hend, wstart, wend, levels=None
             # high word the order integer of the value.
             unsorted = read_buf[: (s1 - s0) * width].view(s1 - s0, width)
             torch.index_select(best, 0, back[s0:s1], out=unsorted)  # (b, Cb)
+            if values_only:
+                pooled[k0:k1, c0:c1].copy_(unsorted.view(k1 - k0, B, width).transpose(1, 2))
+                continue
             words = unsorted.view(torch.int32).view(k1 - k0, B, width, 2)
             torch.bitwise_not(
                 words[..., low_word], out=argmax[k0:k1, c0:c1].transpose(1, 2)

@@ -21,7 +21,10 @@ import copy
 import torch
 from torch import nn
 
-from .backbones import count_parameters  # re-exported: notebook 06 imports it from here
+from .backbones import (  # count_parameters re-exported: notebook 06 imports it from here
+    OneDNNLinear,
+    count_parameters,
+)
 
 __all__ = ["svd_linear", "truncated_svd", "fc_layers", "count_parameters"]
 
@@ -50,8 +53,8 @@ def svd_linear(linear: nn.Linear, rank: int) -> nn.Sequential:
         )
     weight = linear.weight.detach()
     u, s, vh = torch.linalg.svd(weight.double(), full_matrices=False)  # (u, r), (r,), (r, v)
-    first = nn.Linear(in_features, rank, bias=False)
-    second = nn.Linear(rank, out_features, bias=linear.bias is not None)
+    first = OneDNNLinear(in_features, rank, bias=False)
+    second = OneDNNLinear(rank, out_features, bias=linear.bias is not None)
     with torch.no_grad():
         first.weight.copy_((s[:rank, None] * vh[:rank]).to(weight.dtype))  # (t, v) = S_t V_t^T
         second.weight.copy_(u[:, :rank].to(weight.dtype))  # (u, t) = U_t

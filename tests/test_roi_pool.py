@@ -214,6 +214,34 @@ def test_signed_zero_nan_and_infinities(dtype):
     assert (ya[:, 1] == -rp.FLT_MAX).any()  # bins with nothing that can win output -FLT_MAX
 
 
+@pytest.mark.parametrize("levels", [None, (1, 1), (2, 3), (8, 8)])
+def test_inference_path_same_bits_as_training_path(levels, monkeypatch):
+    """Without a gradient to compute, the kernel keeps float values in its table instead of
+    (value, position) keys (no argmax): the same bits as the keys' path and as torchvision, on
+    float32 maps with ties, empty bins and several channel blocks; maps holding -0.0, NaN or
+    -inf take the keys' path, with the same bits too."""
+    monkeypatch.setattr(kernel, "_BLOCK_BYTES", 8192)  # several channel blocks and RoI chunks
+    g = torch.Generator().manual_seed(11)
+    for case in range(12):
+        N, C, H, W = 1 + case % 2, 3 + case % 5, 5 + case, 4 + 2 * case
+        if case % 3 == 0:  # integer values: ties everywhere
+            x = torch.randint(-3, 4, (N, C, H, W), generator=g).float()
+        else:
+            x = torch.randn(N, C, H, W, generator=g)
+        if case % 4 == 3:  # values the float table cannot order like torchvision
+            x[0, 0, 0, :2] = torch.tensor([-0.0, float("nan")])
+            x[-1, -1, -1, -1] = -float("inf")
+        rois = random_rois(g, 3 + 5 * case, N, H, W, 0.5, torch.float32)
+        with torch.no_grad():
+            fast = roi_pool(x, rois, (3, 2), 0.5, levels=levels)
+            pyramid = spatial_pyramid_pool(x, rois, (3, 2, 1), 0.5)
+        keyed = roi_pool(x.clone().requires_grad_(), rois, (3, 2), 0.5, levels=levels)
+        assert same_bits(fast, keyed.detach()), f"case {case}"
+        assert same_bits(fast, tv_pool(x, rois, (3, 2), 0.5)), f"case {case}"
+        keyed_pyramid = spatial_pyramid_pool(x.clone().requires_grad_(), rois, (3, 2, 1), 0.5)
+        assert same_bits(pyramid, keyed_pyramid.detach()), f"case {case}"
+
+
 def test_many_channel_blocks_and_roi_chunks(monkeypatch):
     """Tiny blocks force the channel-block and RoI-chunk loops to run many times."""
     monkeypatch.setattr(kernel, "_BLOCK_BYTES", 4096)

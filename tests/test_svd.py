@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from fastrcnn_lite.svd import count_parameters, fc_layers, svd_linear, truncated_svd
+from fastrcnn_lite.svd import count_parameters, svd_linear, truncated_svd
 
 from .test_fast_rcnn import ShapesDataset, jittered_proposals, tiny_model
 
@@ -56,7 +56,12 @@ def test_truncated_svd_on_the_detector():
     image = ds[0][0]
     compressed = truncated_svd(model, rank_fc6=8, rank_fc7=4)
     # The original is untouched; the copy has two Linear layers in place of each fc layer.
-    assert [type(m) for _, m in fc_layers(model.head.fc)] == [nn.Linear, nn.Linear]
+    assert [isinstance(m, nn.Linear) for _, m in model.head.fc.named_children()] == [
+        True,
+        False,
+        True,
+        False,
+    ]
     fc6, fc7 = [m for m in compressed.head.fc.children() if isinstance(m, nn.Sequential)]
     assert fc6[0].weight.shape == (8, 288) and fc6[1].weight.shape == (32, 8)
     assert fc7[0].weight.shape == (4, 32) and fc7[1].weight.shape == (32, 4)
