@@ -14,6 +14,7 @@ from torch import nn
 
 from fastrcnn_lite.bench import main
 from fastrcnn_lite.experiments.bench_detectors import (
+    _at_test_scale,
     bench_detectors,
     build_detectors,
     count_macs,
@@ -21,6 +22,7 @@ from fastrcnn_lite.experiments.bench_detectors import (
     mac_budget,
     speedup_line,
 )
+from fastrcnn_lite.experiments.workloads import paper_geometry
 
 REPO = Path(__file__).resolve().parents[1]
 LAST_LINE = re.compile(
@@ -151,6 +153,34 @@ def test_returned_figures_are_consistent():
         result["macs"]["rcnn"] > result["macs"]["fast_rcnn"] > result["macs"]["fast_rcnn_svd"] > 0
     )
     assert result["line"] == speedup_line(seconds)
+
+
+def test_given_models_are_timed_at_the_asked_scale_and_left_unchanged(capsys):
+    models = build_detectors("small", num_classes=3, scale=192, max_size=256)
+    result = bench_detectors("small", proposals=12, scale=48, max_size=64, images=1, rcnn_sample=4,
+                             repeats=1, models=models)  # fmt: skip
+    out = capsys.readouterr().out
+    assert "TRAINED models" in out and "3 classes" in out
+    assert set(result["seconds"]) == {"rcnn", "sppnet", "fast_rcnn", "fast_rcnn_svd"}
+    # The originals keep their own test scale; the copies tested at 48 (images 48 x 64).
+    assert models["fast_rcnn"].test_scales == (192,) and models["sppnet"].scales == (192,)
+    copies = {key: _at_test_scale(model, 48, 64) for key, model in models.items()}
+    assert copies["fast_rcnn"].test_scales == copies["sppnet"].scales == (48,)
+    assert copies["fast_rcnn"].max_size == copies["sppnet"].max_size == 64
+    assert copies["fast_rcnn"].head is models["fast_rcnn"].head  # the same trained modules
+    image, boxes = torch.rand(3, 48, 64), torch.tensor([[2.0, 3.0, 30.0, 40.0]])
+    with torch.no_grad():  # the scale matters (192: the image is enlarged 4x before the conv)
+        assert not torch.allclose(copies["fast_rcnn"].score_proposals(image, boxes)[0],
+                                  models["fast_rcnn"].score_proposals(image, boxes)[0])  # fmt: skip
+    with pytest.raises(ValueError, match="missing \\['sppnet'\\]"):
+        bench_detectors("small", proposals=4, scale=48, max_size=64, images=1, repeats=1,
+                        models={k: v for k, v in models.items() if k != "sppnet"})  # fmt: skip
+
+
+def test_paper_geometry_keeps_the_papers_warp_to_image_proportion():
+    assert paper_geometry(224) == (600, 1000)  # VGG16: the paper's own setting
+    scale, max_size = paper_geometry(40)  # the small backbone's 40 x 40 warps
+    assert abs(40 / scale - 224 / 600) < 0.002 and abs(max_size / scale - 1000 / 600) < 0.01
 
 
 def test_errors():

@@ -20,12 +20,11 @@ proposals themselves are not timed, as in the paper) up to class scores and box 
                 -> cls_score + softmax, bbox_pred
     + SVD       the same, fc6 and fc7 replaced by their truncated SVD (ranks 1024 and 256)
 
-Box decoding and per-class NMS come after all of them (``detect_image``), cost the same for the
-three, and are not timed: with random weights they would not cost what they cost after training
-(every random SVM margin passes R-CNN's threshold of -1). The weights are random (no ImageNet
-weights offline, and speed does not depend on them); the images are embedded-dataset images
-stretched to a VOC photo's shape at the test scale (600 x 800, so the detectors' own resize is a
-no-op); the proposals are random boxes spread like selective search's
+Box decoding and per-class NMS (``detect_image``) cost the same for the three and are not timed.
+The weights are random (no ImageNet weights offline; speed does not depend on them), or the
+course's trained models (``models``, notebook 07, also at :func:`paper_geometry`); the images are
+embedded-dataset images stretched to a VOC photo's shape at the test scale (600 x 800: the
+detectors' own resize is a no-op); the proposals are random boxes spread like selective search's
 (``fastrcnn_lite.experiments.workloads.proposal_like_boxes``). R-CNN is timed on ``--rcnn-sample`` of the
 proposals and its time scaled linearly to P (its cost is P independent forward passes); the
 output says so. Each figure is ``fastrcnn_lite.timing``'s: the median over the (image, repeat)
@@ -288,6 +287,18 @@ def speedup_line(seconds: dict[str, float]) -> str:
 VOC_ASPECT = 4 / 3  # width / height of a typical VOC photo (500 x 375): 600 x 800 at scale 600
 
 
+def _at_test_scale(detector: Detector, scale: int, max_size: int) -> Detector:
+    """A shallow copy of a trained detector (the same modules and heads) that tests at one
+    ``scale`` with ``max_size``: R-CNN warps proposals and has no test scale."""
+    copied = copy.copy(detector)
+    for name in ("test_scales", "scales"):  # FastRCNN, SPPNet
+        if hasattr(copied, name):
+            setattr(copied, name, (scale,))
+    if hasattr(copied, "max_size"):
+        copied.max_size = max_size
+    return copied
+
+
 def _test_images(count: int, scale: int, max_size: int, device: torch.device) -> list[Tensor]:
     """``count`` embedded-dataset images (drawn in memory, not read from disk), stretched to the
     shape of a typical VOC photo at the test scale: ``scale`` x ``min(4/3 scale, max_size)``."""
@@ -313,10 +324,15 @@ def bench_detectors(
     device: str = "cpu",
     svd_ranks: tuple[int, int] | None = None,
     print_fn=print,
+    models: dict[str, Detector] | None = None,
 ) -> dict:
     """Time the four test-time forwards; print a table; return the figures.
 
     Notebook 07 runs it (the command ``python -m fastrcnn_lite.bench detectors`` too).
+
+    ``models``: the trained detectors to time, {"rcnn", "sppnet", "fast_rcnn", "fast_rcnn_svd":
+    detector} (all with ``backbone``), instead of random weights; each is tested at ``scale``
+    and ``max_size`` (a shallow copy: the model itself is not changed).
 
     Returns:
         dict with ``seconds`` ({system key: median seconds per image}), ``speedup`` (R-CNN's
@@ -338,9 +354,21 @@ def bench_detectors(
         )
     cfg = _profile(backbone)
     ranks = svd_ranks or (cfg.svd_rank_fc6, cfg.svd_rank_fc7)
-    detectors = build_detectors(
-        backbone, NUM_CLASSES, ranks, rcnn_batch, dev, scale=scale, max_size=max_size
+    if models is None:
+        detectors = build_detectors(
+            backbone, NUM_CLASSES, ranks, rcnn_batch, dev, scale=scale, max_size=max_size
+        )
+    else:
+        missing = [key for key in SYSTEM_KEYS if key not in models]
+        if missing:
+            raise ValueError(
+                f"models must have a detector for each of {SYSTEM_KEYS}; missing {missing}."
+            )
+        detectors = {key: _at_test_scale(models[key], scale, max_size) for key in SYSTEM_KEYS}
+    weights = (
+        "RANDOM weights (speed does not depend on them)" if models is None else "the TRAINED models"
     )
+    classes = len(detectors["rcnn"].classes) if models is not None else NUM_CLASSES
     test_images = _test_images(images, scale, max_size, dev)
     boxes = [
         proposal_like_boxes(proposals, tuple(im.shape[1:]), seed=i).to(dev)
@@ -354,8 +382,8 @@ def bench_detectors(
 
     height, width = test_images[0].shape[1:]
     print_fn(
-        f"Detector test-time forward: {backbone} backbone with RANDOM weights (speed does not depend on them), "
-        f"{NUM_CLASSES} classes, {images} embedded image(s) stretched to a VOC photo's {height}x{width} (scale {scale}, max {max_size}), "
+        f"Detector test-time forward: {backbone} backbone with {weights}, "
+        f"{classes} classes, {images} embedded image(s) stretched to a VOC photo's {height}x{width} (scale {scale}, max {max_size}), "
         f"{proposals} random proposals per image; {dev.type}"
         + (f" ({torch.get_num_threads()} threads)" if dev.type == "cpu" else "")
         + f", torch {torch.__version__}."

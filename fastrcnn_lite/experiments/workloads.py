@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["VOC_IMAGE_SIZE", "proposal_like_boxes"]
+__all__ = ["VOC_IMAGE_SIZE", "proposal_like_boxes", "paper_geometry"]
 
 VOC_IMAGE_SIZE = (600, 800)  # (height, width) of a typical VOC photo (500 x 375) at scale 600
 
@@ -42,3 +42,16 @@ def proposal_like_boxes(
     cx = w / 2 + torch.rand(num, generator=g) * (width - w)
     cy = h / 2 + torch.rand(num, generator=g) * (height - h)
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)  # (P, 4)
+
+
+PAPER_SCALE, PAPER_MAX_SIZE, PAPER_WARP = 600, 1000, 224  # Fast R-CNN's test scale; VGG16's warp
+
+
+def paper_geometry(input_size: int) -> tuple[int, int]:
+    """(scale, max_size) at which a network with R-CNN warp size ``input_size`` sees the paper's
+    proportions: the warp is ``224 / 600`` of the image's shorter side, as VGG16's 224 x 224 warps
+    of a 600-pixel image. (600, 1000) for VGG16; (107, 178) for the small backbone's 40 x 40.
+
+    Notebook 07 times the trained systems at it."""
+    scale = round(input_size * PAPER_SCALE / PAPER_WARP)
+    return scale, round(scale * PAPER_MAX_SIZE / PAPER_SCALE)
