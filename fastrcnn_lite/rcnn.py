@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -64,7 +64,9 @@ from .warp import warp_regions
 __all__ = [
     "RCNN",
     "finetune_iterations",
+    "finetune_step",
     "finetune_rcnn",
+    "pool5_features",
     "extract_rcnn_features",
     "train_rcnn",
     "load_or_train_rcnn",
@@ -87,7 +89,7 @@ class _ImageStore:
 
 
 def _warp_batch(
-    store: _ImageStore, image_index: Tensor, boxes: Tensor, size: int, context: int
+    store: Callable[[int], Tensor], image_index: Tensor, boxes: Tensor, size: int, context: int
 ) -> Tensor:
     """Warp windows that come from many images: one warp_regions call per distinct image."""
     crops = torch.empty(len(boxes), 3, size, size)
@@ -104,6 +106,39 @@ def finetune_iterations(cfg: Config, backbone_name: str) -> int:
     No notebook: the fine-tuning uses it, and notebook 07's protocol table reports it.
     """
     return 100 if backbone_name == "small" else cfg.max_iters
+
+
+def finetune_step(
+    model: RegionClassifier,
+    optimizer: torch.optim.Optimizer,
+    images: Callable[[int], Tensor],
+    image_index: Tensor,
+    boxes: Tensor,
+    labels: Tensor,
+    context: int,
+) -> Tensor:
+    """One SGD iteration of R-CNN's fine-tuning: warp B windows, the whole network, log loss, update.
+
+    No notebook: :func:`finetune_rcnn` runs it every iteration (its schedule steps after it);
+    ``fastrcnn_lite.experiments.train_speed`` times it (notebook 07).
+
+    Args:
+        model: the :class:`~fastrcnn_lite.pretrain.RegionClassifier` being fine-tuned (train mode).
+        images: ``images(i)`` -> decoded image i (Tensor[3, H, W]), e.g. kept in memory.
+        image_index (Tensor[B] int64), boxes (Tensor[B, 4]), labels (Tensor[B] int64): the
+            mini-batch's windows (:func:`~fastrcnn_lite.regions.draw_windows`), their images and
+            classes (0 = background).
+        context: warp context (``cfg.warp_context``).
+
+    Returns:
+        the loss (0-dim Tensor) of this mini-batch, before the update.
+    """
+    crops = _warp_batch(images, image_index, boxes, model.input_size, context)  # (B, 3, s, s)
+    loss = F.cross_entropy(model(crops), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
 
 
 def finetune_rcnn(
@@ -166,13 +201,9 @@ def finetune_rcnn(
     model.train()
     for _ in tqdm(range(iters), desc="R-CNN fine-tuning", disable=not progress):
         pick = draw_windows(fg, bg, batch_size, positive_fraction, gen)  # (B,)
-        crops = _warp_batch(
-            store, image_index[pick], boxes[pick], backbone.input_size, cfg.warp_context
-        )  # (B, 3, s, s)
-        loss = F.cross_entropy(model(crops), labels[pick])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = finetune_step(
+            model, opt, store, image_index[pick], boxes[pick], labels[pick], cfg.warp_context
+        )
         sched.step()
         losses.append(loss.item())
     model.eval()
@@ -225,7 +256,7 @@ def extract_rcnn_features(
             dataset, proposals, i, cfg.use_difficult, max_proposals_per_image, gen
         )
         image = load_image(dataset, i)
-        pool5 = _pool5(model, image, boxes, cfg.warp_context, batch_size)  # (G + P, C*h*w)
+        pool5 = pool5_features(model, image, boxes, cfg.warp_context, batch_size)  # (G + P, C*h*w)
         return {"boxes": boxes, "num_gt": num_gt, "pool5": pool5.half()}
 
     model.eval()
@@ -233,10 +264,14 @@ def extract_rcnn_features(
         return FeatureCache.write(folder, record, len(dataset), "R-CNN features -> disk", progress)
 
 
-def _pool5(
+def pool5_features(
     model: RegionClassifier, image: Tensor, boxes: Tensor, context: int, batch_size: int
 ) -> Tensor:
-    """pool5 features of the warped boxes of one image, in chunks: Tensor[P, C*h*w]."""
+    """pool5 features of the warped boxes (Tensor[P, 4]) of one image, in chunks: Tensor[P, C*h*w].
+
+    No notebook: R-CNN's feature stage (:func:`extract_rcnn_features`) and its detector run it;
+    ``fastrcnn_lite.experiments.train_speed`` times it (notebook 07).
+    """
     size = model.input_size
     if len(boxes) == 0:
         return model.pool5(image.new_zeros(1, 3, size, size))[:0]  # (0, C*h*w)
@@ -279,7 +314,9 @@ class RCNN(SVMDetector):
     def region_features(self, image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
         """Warp and run every box through the network: (pool5 Tensor[P, C*h*w], fc7 Tensor[P, fc_dim])."""
         with torch.inference_mode():
-            pool5 = _pool5(self._net, image, boxes, self.context, self.batch_size)  # (P, C*h*w)
+            pool5 = pool5_features(
+                self._net, image, boxes, self.context, self.batch_size
+            )  # (P, C*h*w)
             return pool5, self.backbone.fc(pool5)  # (P, fc_dim)
 
     def state_dict(self) -> dict:
@@ -318,8 +355,9 @@ def train_rcnn(
         backbone: the pre-trained network (default :func:`~fastrcnn_lite.pretrain.pretrained_backbone`;
             its time is not counted in R-CNN's train time: all three systems share it).
         finetune_iters: see :func:`finetune_rcnn`.
-        max_proposals_per_image: a random subset of this many proposals per training image is
-            cached for the SVMs / regressors (None: all; "auto": see :func:`resolve_max_proposals`).
+        max_proposals_per_image: "auto" (default) or None: every proposal of every training image
+            is cached for the SVMs / regressors, as in the paper; an int: a random subset of that
+            many per image (:func:`~fastrcnn_lite.regions.resolve_max_proposals`).
 
     Returns:
         RCNN with ``info``: ``finetune_seconds``, ``features_seconds``, ``svm_seconds``,
@@ -378,5 +416,7 @@ def load_or_train_rcnn(
     trained; ``info`` has the detector contract's keys (``fastrcnn_lite.detector``, which builds
     every system by name). On the CPU, in eval mode.
     """
+    # The model cache is keyed by the resolved value ("auto" = None = all proposals).
+    max_proposals = resolve_max_proposals(max_proposals_per_image)
     return load_or_train(RCNN, train_rcnn, cfg, train_ds, proposals, progress, backbone,
-                         finetune_iters=finetune_iters, max_proposals_per_image=max_proposals_per_image)  # fmt: skip
+                         finetune_iters=finetune_iters, max_proposals_per_image=max_proposals)  # fmt: skip

@@ -8,8 +8,8 @@ before the SVMs and ridge regressors (``fastrcnn_lite.region_heads``) read them:
 * **Fine-tuning windows** (:func:`training_windows`, :func:`draw_windows`): every gt box and
   proposal of every image, foreground when its IoU with a gt box is >= 0.5; a mini-batch draws
   25% foreground and 75% background uniformly over *all* windows of *all* images.
-* **Cached regions** (:func:`training_boxes`): per image, the gt boxes first, then the proposals
-  (a random subset of them in the embedded profile, :func:`resolve_max_proposals`).
+* **Cached regions** (:func:`training_boxes`): per image, the gt boxes first, then all its
+  proposals (a random subset only when asked for, :func:`resolve_max_proposals`).
 * **The feature cache** (:class:`FeatureCache`): one file per image under
   ``<cache_dir>/<system>_features/<key>/``, the key a hash of everything the features depend on
   (:func:`feature_cache_folder` over ``fastrcnn_lite.checkpoint``'s ``module_digest`` and
@@ -148,21 +148,29 @@ def draw_windows(
 # Cached regions and the feature cache
 # ----------------------------------------------------------------------------------------------
 def resolve_max_proposals(
-    max_proposals_per_image: int | None | str, backbone_name: str
+    max_proposals_per_image: int | None | str, backbone_name: str | None = None
 ) -> int | None:
-    """``"auto"``: 64 training proposals per image for the small backbone (the embedded profile's
-    time budget: R-CNN runs the whole network once per cached region), all of them otherwise.
+    """``"auto"`` (the default of ``train_rcnn`` and ``train_sppnet``): all training proposals, for
+    every backbone, as the papers cache them (R-CNN section 2.3, SPPnet section 4); an int keeps a
+    random subset of that many per image (a shortcut for a user short of time or disk).
 
     No notebook: ``train_rcnn`` and ``train_sppnet`` resolve their ``max_proposals_per_image``
-    with it (notebook 03 explains the 64).
+    with it, and ``load_or_train_rcnn`` / ``load_or_train_sppnet`` key their model cache by the
+    resolved value (notebook 07's protocol table reports it). ``backbone_name`` is accepted for
+    callers of the time when the small backbone's "auto" meant 64; it no longer changes anything.
+
+    Returns:
+        None (all proposals) or the int given.
     """
     if max_proposals_per_image == "auto":
-        return 64 if backbone_name == "small" else None
+        return None
     if max_proposals_per_image is not None and (
-        not isinstance(max_proposals_per_image, int) or max_proposals_per_image < 0
+        isinstance(max_proposals_per_image, bool)
+        or not isinstance(max_proposals_per_image, int)
+        or max_proposals_per_image < 0
     ):
         raise ValueError(
-            f"max_proposals_per_image must be an int >= 0, None (all) or 'auto'; got {max_proposals_per_image!r}."
+            f"max_proposals_per_image must be an int >= 0, None (all) or 'auto' (all); got {max_proposals_per_image!r}."
         )
     return max_proposals_per_image
 

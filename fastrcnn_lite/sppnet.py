@@ -163,9 +163,9 @@ def train_sppnet(
         backbone: the pre-trained network (default :func:`~fastrcnn_lite.pretrain.pretrained_backbone`,
             not counted in the train time); it is copied and its conv layers frozen.
         finetune_iters: SGD iterations of the fc fine-tuning (default 600 for the small backbone).
-        max_proposals_per_image: a random subset of this many proposals per training image for
-            the SVMs / regressors (None: all; "auto": as R-CNN, see
-            :func:`~fastrcnn_lite.regions.resolve_max_proposals`, so both train on the same regions).
+        max_proposals_per_image: "auto" (default) or None: every proposal of every training image
+            for the SVMs / regressors, as R-CNN (both train on the same regions); an int: a random
+            subset of that many per image (:func:`~fastrcnn_lite.regions.resolve_max_proposals`).
 
     Returns:
         SPPNet with ``info``: ``features_seconds``, ``finetune_seconds``, ``svm_seconds``,
@@ -226,5 +226,7 @@ def load_or_train_sppnet(
     ``info`` as :func:`~fastrcnn_lite.rcnn.load_or_train_rcnn`'s: the detector contract's keys
     (``fastrcnn_lite.detector``) and ``loaded``. On the CPU, in eval mode.
     """
+    # The model cache is keyed by the resolved value ("auto" = None = all proposals).
+    max_proposals = resolve_max_proposals(max_proposals_per_image)
     return load_or_train(SPPNet, train_sppnet, cfg, train_ds, proposals, progress, backbone,
-                         finetune_iters=finetune_iters, max_proposals_per_image=max_proposals_per_image)  # fmt: skip
+                         finetune_iters=finetune_iters, max_proposals_per_image=max_proposals)  # fmt: skip

@@ -33,7 +33,7 @@ from .sampling import match_proposals
 from .sppnet_cache import cached_pyramids
 from .voc import gt_for_training
 
-__all__ = ["spp_fc", "finetune_iterations", "finetune_spp_fc"]
+__all__ = ["spp_fc", "finetune_iterations", "finetune_step", "finetune_spp_fc"]
 
 
 def spp_fc(backbone: Backbone, levels: Sequence[int], init_std: float = 0.01) -> nn.Sequential:
@@ -86,6 +86,29 @@ def finetune_iterations(cfg: Config, backbone_name: str) -> int:
     No notebook: the fine-tuning uses it, and notebook 07's protocol table reports it.
     """
     return 600 if backbone_name == "small" else cfg.max_iters
+
+
+def finetune_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, pyramids: Tensor, labels: Tensor
+) -> Tensor:
+    """One SGD iteration of SPPnet's fc fine-tuning on fixed pyramids: fc6, fc7, cls_score, log loss.
+
+    No notebook: :func:`finetune_spp_fc` runs it every iteration (its schedule steps after it);
+    ``fastrcnn_lite.experiments.train_speed`` times it (notebook 07).
+
+    Args:
+        model: fc6, fc7 and a classifier: Tensor[B, C * sum n*n] -> logits Tensor[B, K + 1].
+        pyramids (Tensor[B, C * sum n*n], any float dtype), labels (Tensor[B] int64): the
+            mini-batch's windows (0 = background).
+
+    Returns:
+        the loss (0-dim Tensor) of this mini-batch, before the update.
+    """
+    loss = F.cross_entropy(model(pyramids.float()), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
 
 
 def finetune_spp_fc(
@@ -155,10 +178,7 @@ def finetune_spp_fc(
     model.train()
     for _ in tqdm(range(iters), desc="SPPnet fine-tuning (fc only)", disable=not progress):
         pick = draw_windows(fg, bg, batch_size, positive_fraction, gen)  # (B,)
-        loss = F.cross_entropy(model(feats[pick].float()), labels[pick])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = finetune_step(model, opt, feats[pick], labels[pick])
         sched.step()
         losses.append(loss.item())
     model.eval()

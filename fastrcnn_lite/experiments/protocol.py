@@ -10,10 +10,13 @@ than it would under the papers' protocol, or "none" where all three are treated 
 
 from __future__ import annotations
 
+import inspect
+
 from ..config import Config
 from ..rcnn import finetune_iterations as rcnn_iterations
 from ..regions import resolve_max_proposals
 from ..sppnet_finetune import finetune_iterations as spp_iterations
+from ..sppnet_finetune import finetune_spp_fc
 
 __all__ = ["COLUMNS", "protocol_rows", "format_protocol"]
 
@@ -22,7 +25,16 @@ COLUMNS = ("setting", "R-CNN", "SPPnet", "Fast R-CNN", "the papers", "favours")
 
 def _proposals_used(backbone: str) -> str:
     cap = resolve_max_proposals("auto", backbone)
-    return "all of them" if cap is None else f"{cap} random per image (+ gt)"
+    return (
+        "all proposals (+ gt) of every training image"
+        if cap is None
+        else f"{cap} random per image (+ gt)"
+    )
+
+
+def _spp_background_per_image() -> int:
+    """The background windows per image SPPnet's fine-tuning pools (``finetune_spp_fc``'s default)."""
+    return inspect.signature(finetune_spp_fc).parameters["bg_per_image"].default
 
 
 def protocol_rows(cfg: Config) -> list[dict[str, str]]:
@@ -40,9 +52,12 @@ def protocol_rows(cfg: Config) -> list[dict[str, str]]:
     rows = [
         {
             "setting": "proposals",
-            "R-CNN": "the same selective-search boxes",
-            "SPPnet": "the same",
-            "Fast R-CNN": "the same",
+            "R-CNN": (
+                f"all selective-search boxes of every image (at most {cfg.proposals_per_image}), "
+                "training and test"
+            ),
+            "SPPnet": "all of them, the same boxes",
+            "Fast R-CNN": "all of them, the same boxes",
             "the papers": "selective search, ~2000 per image",
             "favours": "none",
         },
@@ -92,6 +107,16 @@ def protocol_rows(cfg: Config) -> list[dict[str, str]]:
                 if resolve_max_proposals("auto", cfg.backbone) is not None
                 else "none"
             ),
+        },
+        {
+            "setting": "SPPnet's fine-tuning windows",
+            "R-CNN": "all windows of all images (warped per mini-batch)",
+            "SPPnet": f"all foreground + {_spp_background_per_image()} random background per image, pooled once",
+            "Fast R-CNN": (
+                f"({cfg.batch_size_per_image} RoIs sampled per image per iteration from all proposals)"
+            ),
+            "the papers": "all windows of all images",
+            "favours": "SPPnet training time (fewer pyramids pooled); fewer negatives may cost it mAP",
         },
         {
             "setting": "bias learning rate",
