@@ -165,7 +165,7 @@ if __name__ == "__main__":
     if (
         sys.argv[1:2] in (["roi_pool"], ["roi_pool_levels"]) and "OMP_WAIT_POLICY" not in os.environ
     ):  # set before OpenMP starts
-        env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+        env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", GOMP_SPINCOUNT="10000")
         os.execve(sys.executable, [sys.executable, "-m", "fastrcnn_lite.bench", *sys.argv[1:]], env)
     from fastrcnn_lite.cli import run
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import Backbone, build_sgd
+from .backbones import Backbone, OneDNNLinear, build_sgd
 from .config import Config
 from .progress import tqdm
 from .regions import FeatureCache, draw_windows, load_target
@@ -50,7 +50,7 @@ def spp_fc(backbone: Backbone, levels: Sequence[int], init_std: float = 0.01) ->
     index = next(i for i, m in enumerate(fc) if isinstance(m, nn.Linear))
     old = fc[index]
     channels = backbone.out_channels
-    fc6 = nn.Linear(
+    fc6 = OneDNNLinear(
         channels * sum(n * n for n in levels), old.out_features
     )  # (fc_dim, C * sum n*n)
     with torch.no_grad():

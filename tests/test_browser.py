@@ -182,6 +182,7 @@ def lab(tmp_path_factory):
         FASTRCNN_PROFILE="embedded",
         FASTRCNN_REPORTS=str(tmp / "reports"),
         OMP_WAIT_POLICY="PASSIVE",
+        GOMP_SPINCOUNT="10000",
     )
     port, token = _free_port(), secrets.token_hex(16)
     cmd = [

@@ -41,7 +41,8 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 def execute(path: Path, timeout: int) -> float:
     nb = nbformat.read(path, as_version=4)
     os.environ.setdefault("FASTRCNN_PROFILE", "embedded")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # kernels: idle threads sleep, never spin
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # kernels: idle threads sleep ...
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # ... after spinning ~0.1 ms (conftest.py)
     # Notebook 07 saves the comparison report; only `make course` writes it into reports/.
     if not os.environ.get("FASTRCNN_REPORTS"):
         os.environ["FASTRCNN_REPORTS"] = tempfile.mkdtemp(prefix="fastrcnn-reports-")

@@ -128,7 +128,8 @@ def write_summary(results: list[dict]) -> Path:
 
 def main() -> int:
     os.environ.setdefault("FASTRCNN_PROFILE", "embedded")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # kernels: idle threads sleep, never spin
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # kernels: idle threads sleep ...
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # ... after spinning ~0.1 ms (conftest.py)
     os.environ["FASTRCNN_REPORTS"] = str(REPORTS)  # the comparison notebook writes its table here
     REPORTS.mkdir(exist_ok=True)
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
