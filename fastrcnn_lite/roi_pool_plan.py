@@ -56,22 +56,17 @@ def _floor_log2(extent: Tensor) -> Tensor:
     return torch.frexp(extent.clamp(min=1).double())[1].long() - 1
 
 
-def _blocks_per_bin(
-    extent: Tensor, levels: int, log2: Tensor | None = None
-) -> tuple[Tensor, Tensor]:
+def _blocks_per_bin(extent: Tensor, levels: int) -> tuple[Tensor, Tensor]:
     """How a table with ``levels`` levels along one axis covers a bin ``extent`` cells long.
 
     The block is ``2**k`` cells, ``k = min(floor(log2(extent)), levels - 1)``; ``ceil(extent / 2**k)``
     such blocks cover the bin (the last one overlapping its neighbour): 1 when the extent is a
     power of two, 2 when the table has a level up to it, more when it is capped.
 
-    ``log2``: ``_floor_log2(extent)`` when the caller already has it (one per candidate level
-    would be recomputed otherwise).
-
     Returns:
         k (Tensor, like extent), count (Tensor, like extent; 0 for an empty extent).
     """
-    k = (_floor_log2(extent) if log2 is None else log2).clamp(max=levels - 1)
+    k = _floor_log2(extent).clamp(max=levels - 1)
     return k, (extent + (1 << k) - 1) >> k
 
 
@@ -97,17 +92,19 @@ def _choose_levels(tall: Tensor, wide: Tensor, rows: int) -> tuple[int, int]:
     """
     if tall.numel() == 0:
         return 1, 1
-    max_y = int(tall.max()).bit_length() or 1
-    max_x = int(wide.max()).bit_length() or 1
-    tall, wide = tall.flatten(), wide.flatten()
-    log_y, log_x = _floor_log2(tall), _floor_log2(wide)
+    high, broad = int(tall.max()), int(wide.max())
+    max_y, max_x = high.bit_length() or 1, broad.bit_length() or 1
+    # Bins of the same height and width cost the same: sum over a joint histogram of the extents
+    # (a few hundred entries) instead of over every bin.
+    pairs = tall.flatten() * (broad + 1) + wide.flatten()
+    hist = torch.bincount(pairs, minlength=(high + 1) * (broad + 1)).view(high + 1, broad + 1)
+    heights = torch.arange(high + 1, device=tall.device)
+    widths = torch.arange(broad + 1, device=tall.device)
     ny = torch.stack(
-        [_blocks_per_bin(tall, ly, log_y)[1] for ly in range(1, max_y + 1)]
-    )  # (Y, bins)
-    nx = torch.stack(
-        [_blocks_per_bin(wide, lx, log_x)[1] for lx in range(1, max_x + 1)]
-    )  # (X, bins)
-    lookups = ny.double() @ nx.double().T  # (Y, X) sums (exact: integers < 2**53)
+        [_blocks_per_bin(heights, ly)[1] for ly in range(1, max_y + 1)]
+    )  # (Y, heights)
+    nx = torch.stack([_blocks_per_bin(widths, lx)[1] for lx in range(1, max_x + 1)])  # (X, widths)
+    lookups = (ny.double() @ hist.double() @ nx.double().T).cpu()  # (Y, X) sums (exact: < 2**53)
     ly = torch.arange(1, max_y + 1, dtype=torch.float64)[:, None]  # (Y, 1)
     lx = torch.arange(1, max_x + 1, dtype=torch.float64)[None, :]  # (1, X)
     cost = lookups + _BUILD_COST * (ly * lx - 1) * rows  # (Y, X)
