@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .backbones import OneDNNLinear
+
 __all__ = ["FastRCNNHead"]
 
 
@@ -49,8 +51,8 @@ class FastRCNNHead(nn.Module):
             )
         self.num_classes = num_classes
         self.fc = fc
-        self.cls_score = nn.Linear(fc_dim, num_classes + 1)
-        self.bbox_pred = nn.Linear(fc_dim, 4 * num_classes)
+        self.cls_score = OneDNNLinear(fc_dim, num_classes + 1)  # nn.Linear, faster on a CPU
+        self.bbox_pred = OneDNNLinear(fc_dim, 4 * num_classes)
         nn.init.normal_(self.cls_score.weight, std=cls_init_std)
         nn.init.normal_(self.bbox_pred.weight, std=bbox_init_std)
         nn.init.zeros_(self.cls_score.bias)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from fastrcnn_lite.backbones import OneDNNLinear, small_backbone, vgg16_backbone
+from fastrcnn_lite.fast_rcnn_head import FastRCNNHead
 from fastrcnn_lite.svd import svd_linear
 
 
@@ -54,3 +55,5 @@ def test_every_region_fc_layer_takes_the_onednn_path():
         vgg = vgg16_backbone(None)
     assert [type(m) for m in vgg.fc if isinstance(m, nn.Linear)] == [OneDNNLinear] * 2
     assert {type(m) for m in svd_linear(nn.Linear(20, 10), 4)} == {OneDNNLinear}
+    head = FastRCNNHead(small.fc, 16, num_classes=3)
+    assert type(head.cls_score) is type(head.bbox_pred) is OneDNNLinear

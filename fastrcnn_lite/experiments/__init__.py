@@ -10,6 +10,11 @@
                            pass per image, the result cache); ablation_stats.py (intervals, the
                            verdict); ablation_report.py (the table, ablations.json);
                            ablation_plots.py (the figure)
+    ablation_training.py . the ablations that retrain, on a short schedule (notebook 07): which
+                           layers to fine-tune (Table 5), multi-task vs stage-wise (Table 6);
+      ablation_scales.py . one scale vs five (Table 7), SPPnet with five test scales;
+      ablation_training_report.py  their rows for the ablations' table
+    train_speed.py ....... training speed side by side, as run and at equal budgets (notebook 07)
     error_report.py ...... the error analysis's tables, charts and pictures (notebook 07)
     profiling.py ......... where one Fast R-CNN iteration's time goes (notebook 06)
     bench_roi_pool.py .... our RoI pooling against torchvision's kernel (``python -m

@@ -51,8 +51,8 @@ the size. Where the paper's own difference is a fraction of a point (SVD's -0.3,
 
 :func:`ablation_table` lists every comparison: ours, the paper's, our difference and interval,
 the paper's difference and the verdict; :func:`plot_ablations` draws the SVD and proposal curves.
-Taught in ``notebooks/07_comparison.ipynb`` (section 9). Ablations that need retraining (Tables
-5, 6 and 7, which layers to fine-tune, multi-task training, multi-scale training) are not here.
+Taught in ``notebooks/07_comparison.ipynb`` (section 9). The ablations that retrain (Tables 5, 6
+and 7, SPPnet's five scales) are in ``ablation_training.py`` and ``ablation_scales.py``.
 
 Where each part lives (this module gathers their public names, so that notebook 07's
 ``ablations.<name>`` reads as one experiment)::
