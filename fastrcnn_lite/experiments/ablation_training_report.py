@@ -9,8 +9,8 @@ rows like :func:`~fastrcnn_lite.experiments.ablation_report.ablation_table`'s (t
 ours, the paper's from ``fastrcnn_lite.teaching.paper``, our difference with its interval, the
 paper's difference, the verdict), to append to that table and save with ``save_report``.
 
-Where ``/work/shared/PAPER.md``'s record of the paper has no number (Table 6 without test-time
-box regression; SPPnet at one scale), the paper column says so and the verdict is taken against
+Where ``fastrcnn_lite.teaching.paper`` records no number (Table 6 without test-time box
+regression; SPPnet at one scale), the paper column says "not recorded" and the verdict is taken against
 the sign the row names (the paper's sign for the same comparison with box regression; five scales
 better than one, as in Table 7).
 """
@@ -62,11 +62,11 @@ def training_ablation_rows(depth: dict | None = None, multitask: dict | None = N
                          f"{p['S']['stage_wise'] / 100:.3f} vs {p['S']['multi_task'] / 100:.3f} (S)",
                          m["map_stage_wise_vs_multi_task"], sign, paper_text=per_net))  # fmt: skip
         rows.append(_row("classification only vs multi-task, no box reg.: mAP (Table 6)",
-                         _pair(m["map_classification_only"], m["map_multi_task_no_box"]), "not in PAPER.md",
+                         _pair(m["map_classification_only"], m["map_multi_task_no_box"]), "not recorded",
                          m["map_classification_vs_multi_task"], sign,
                          paper_text="- (sign taken: multi-task better, as with box reg.)"))  # fmt: skip
         rows.append(_row("multi-task model with vs without test-time box reg.: mAP",
-                         _pair(m["map_multi_task"], m["map_multi_task_no_box"]), "not in PAPER.md",
+                         _pair(m["map_multi_task"], m["map_multi_task_no_box"]), "not recorded",
                          m["map_box_regression"], 1.0, paper_text="- (sign taken: box reg. helps)"))  # fmt: skip
     if scales is not None:
         s, p = scales, TABLE7_SCALES
@@ -84,6 +84,6 @@ def training_ablation_rows(depth: dict | None = None, multitask: dict | None = N
         s = sppnet
         rows.append(_row(f"SPPnet, {len(s['scales'])} test scales vs 1 (no retraining): mAP",
                          _pair(s["map_five"], s["map_single"]),
-                         f"{TABLE4_VGG16['SPPnet']['map'] / 100:.3f} (5 scales) vs not in PAPER.md",
+                         f"{TABLE4_VGG16['SPPnet']['map'] / 100:.3f} (5 scales) vs not recorded",
                          s["map_difference"], 1.0, paper_text="- (sign taken: more scales help, Table 7)"))  # fmt: skip
     return rows
