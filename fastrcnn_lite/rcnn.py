@@ -375,7 +375,7 @@ def train_rcnn(
         backbone, train_ds, proposals, cfg, iters=finetune_iters, progress=progress
     )
     start = time.perf_counter()
-    max_proposals = resolve_max_proposals(max_proposals_per_image, backbone.name)
+    max_proposals = resolve_max_proposals(max_proposals_per_image)
     cache = extract_rcnn_features(model, train_ds, proposals, cfg, max_proposals, progress=progress)
     features_seconds = time.perf_counter() - start
 

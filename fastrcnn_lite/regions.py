@@ -147,17 +147,14 @@ def draw_windows(
 # ----------------------------------------------------------------------------------------------
 # Cached regions and the feature cache
 # ----------------------------------------------------------------------------------------------
-def resolve_max_proposals(
-    max_proposals_per_image: int | None | str, backbone_name: str | None = None
-) -> int | None:
+def resolve_max_proposals(max_proposals_per_image: int | None | str) -> int | None:
     """``"auto"`` (the default of ``train_rcnn`` and ``train_sppnet``): all training proposals, for
     every backbone, as the papers cache them (R-CNN section 2.3, SPPnet section 4); an int keeps a
     random subset of that many per image (a shortcut for a user short of time or disk).
 
     No notebook: ``train_rcnn`` and ``train_sppnet`` resolve their ``max_proposals_per_image``
     with it, and ``load_or_train_rcnn`` / ``load_or_train_sppnet`` key their model cache by the
-    resolved value (notebook 07's protocol table reports it). ``backbone_name`` is accepted for
-    callers of the time when the small backbone's "auto" meant 64; it no longer changes anything.
+    resolved value (notebook 07's protocol table reports it).
 
     Returns:
         None (all proposals) or the int given.

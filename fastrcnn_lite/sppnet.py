@@ -179,7 +179,7 @@ def train_sppnet(
     freeze_below(backbone, "fc6")  # conv layers frozen: no backward through the pyramid
     backbone.body.eval()
     start = time.perf_counter()
-    max_proposals = resolve_max_proposals(max_proposals_per_image, backbone.name)
+    max_proposals = resolve_max_proposals(max_proposals_per_image)
     cache = extract_conv_features(backbone, train_ds, proposals, cfg, max_proposals, progress)
     features_seconds = time.perf_counter() - start
     spp = SpatialPyramidPool(cfg.spp_levels, 1.0 / backbone.stride)

@@ -31,7 +31,7 @@ def test_embedded_shortcuts_are_named_and_none_favours_fast_rcnn():
     rows = protocol_rows(Config.embedded())
     regions = _row(rows, "regions for features, SVMs, hard negatives")
     # The fair protocol: R-CNN and SPPnet cache and mine every training proposal.
-    assert resolve_max_proposals("auto", "small") is None
+    assert resolve_max_proposals("auto") is None
     assert regions["R-CNN"] == regions["SPPnet"]
     assert regions["R-CNN"].startswith("all proposals")
     assert regions["favours"] == "none"
@@ -47,7 +47,7 @@ def test_embedded_shortcuts_are_named_and_none_favours_fast_rcnn():
 
 
 def test_a_subset_of_proposals_is_still_possible():
-    assert resolve_max_proposals(64, "small") == 64
+    assert resolve_max_proposals(64) == 64
     assert resolve_max_proposals(None) is None
     for bad in (-1, 2.5, "all", True):
         with pytest.raises(ValueError, match="max_proposals_per_image"):

@@ -23,8 +23,8 @@ __all__ = ["COLUMNS", "protocol_rows", "format_protocol"]
 COLUMNS = ("setting", "R-CNN", "SPPnet", "Fast R-CNN", "the papers", "favours")
 
 
-def _proposals_used(backbone: str) -> str:
-    cap = resolve_max_proposals("auto", backbone)
+def _proposals_used() -> str:
+    cap = resolve_max_proposals("auto")
     return (
         "all proposals (+ gt) of every training image"
         if cap is None
@@ -44,7 +44,7 @@ def protocol_rows(cfg: Config) -> list[dict[str, str]]:
     """
     small = cfg.backbone == "small"
     scale = f"{cfg.test_scales[0]} px (max {cfg.max_size})"
-    regions = _proposals_used(cfg.backbone)
+    regions = _proposals_used()
     # R-CNN's warp is the backbone's input size: stride 8 x the pool size for the small one
     # (backbones.small_backbone), 224 for VGG16, 227 for AlexNet.
     side = {"small": 8 * cfg.pool_size[0], "alexnet": 227}.get(cfg.backbone, 224)
@@ -104,7 +104,7 @@ def protocol_rows(cfg: Config) -> list[dict[str, str]]:
             "the papers": "all proposals of every training image",
             "favours": (
                 "R-CNN and SPPnet training time and disk; fewer negatives may cost them mAP"
-                if resolve_max_proposals("auto", cfg.backbone) is not None
+                if resolve_max_proposals("auto") is not None
                 else "none"
             ),
         },

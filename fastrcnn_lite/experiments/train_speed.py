@@ -167,7 +167,7 @@ def training_speed(
         p = next(rcnn_batches)
         rcnn_step(rcnn, rcnn_opt, images, index[p], boxes[p], labels[p], cfg.warp_context)
 
-    cap = resolve_max_proposals("auto", backbone.name)
+    cap = resolve_max_proposals("auto")
 
     def rcnn_features(i: int) -> None:
         b, num_gt = training_boxes(train_ds, train_props, i, cfg.use_difficult, cap, gen)
